@@ -1,0 +1,1 @@
+//! Placeholder crate: its build script compiles `echo.c` into `libecho_c.so`.

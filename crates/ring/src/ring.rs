@@ -1,0 +1,348 @@
+//! The SPSC record ring.
+//!
+//! Layout: a byte buffer of power-of-two capacity and two monotonically increasing byte
+//! positions, `tail` (written only by the producer) and `head` (written only by the
+//! consumer). Bytes `head..tail` hold published records; bytes `tail..head + capacity`
+//! are free and belong to the producer. Each record is an 8-byte header (`u32` payload
+//! length, `u32` flags) followed by the payload, padded to a multiple of 8. A record
+//! never wraps: when it does not fit before the end of the buffer, the producer writes a
+//! `SKIP` header covering the rest and puts the record at the start.
+//!
+//! Orderings: the producer fills a record and then stores `tail` with `Release`; the
+//! consumer loads `tail` with `Acquire` before reading, so it sees the filled bytes. The
+//! consumer reads a record and then stores `head` with `Release`; the producer loads
+//! `head` with `Acquire` before reusing the space, so the consumer's reads happen before
+//! the producer's overwrite. Each side caches the other's position and reloads it only
+//! when the ring looks full (producer) or empty (consumer), as rtrb does.
+
+use crate::buffer::{Buffer, ALIGN};
+use crate::sync::{Arc, AtomicBool, AtomicUsize};
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+/// Bytes a record takes beyond its payload, at most (header plus alignment padding).
+pub const RECORD_OVERHEAD: usize = HEADER + ALIGN - 1;
+
+const HEADER: usize = 8;
+const FLAG_SKIP: u32 = 1;
+
+/// Returned by [`Producer::try_push_with`] when the record does not fit right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+struct Shared {
+    /// Consumer position: every byte before it has been read and may be reused.
+    head: CachePadded<AtomicUsize>,
+    /// Producer position: every byte before it holds a published record.
+    tail: CachePadded<AtomicUsize>,
+    /// Set by a producer that found the ring full and wants to hear when room frees up.
+    producer_waiting: CachePadded<AtomicBool>,
+    buffer: Buffer,
+}
+
+/// Creates a ring of at least `capacity` bytes (rounded up to a power of two, at least
+/// 64) and returns its two ends.
+pub fn channel(capacity: usize) -> (Producer, Consumer) {
+    let capacity = capacity.max(64).next_power_of_two();
+    let shared = Arc::new(Shared {
+        head: CachePadded::new(AtomicUsize::new(0)),
+        tail: CachePadded::new(AtomicUsize::new(0)),
+        producer_waiting: CachePadded::new(AtomicBool::new(false)),
+        buffer: Buffer::new(capacity),
+    });
+    let producer = Producer { shared: shared.clone(), tail: 0, cached_head: 0, mask: capacity - 1 };
+    let consumer = Consumer { shared, head: 0, cached_tail: 0, mask: capacity - 1 };
+    (producer, consumer)
+}
+
+fn padded(len: usize) -> usize {
+    (len + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// The writing end of a ring. `Send` but not `Sync`: exactly one thread produces.
+pub struct Producer {
+    shared: Arc<Shared>,
+    /// Our copy of `shared.tail` (we are its only writer).
+    tail: usize,
+    /// The last `shared.head` we loaded; the real one is never behind it.
+    cached_head: usize,
+    mask: usize,
+}
+
+impl Producer {
+    /// The ring's capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.mask + 1
+    }
+
+    /// The largest payload a record can have in this ring. Callers must never push more.
+    pub fn max_record_len(&self) -> usize {
+        // A record that does not fit before the end needs `to_end + need` free bytes.
+        // With `need <= capacity / 2` an empty ring always has them, at any offset.
+        (self.capacity() / 2 - HEADER).min(u32::MAX as usize)
+    }
+
+    fn free(&self) -> usize {
+        self.capacity() - self.tail.wrapping_sub(self.cached_head)
+    }
+
+    /// Appends a record of `len` bytes, which `fill` writes in place, and publishes it.
+    ///
+    /// # Errors
+    /// [`Full`] when there is not room right now; nothing is written and `fill` is not
+    /// called.
+    ///
+    /// # Panics
+    /// If `len` exceeds [`Producer::max_record_len`] (callers bound their records).
+    pub fn try_push_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Full> {
+        assert!(len <= self.max_record_len(), "record of {len} bytes does not fit the ring");
+        let need = HEADER + padded(len);
+        let offset = self.tail & self.mask;
+        let to_end = self.capacity() - offset;
+        let total = if need <= to_end { need } else { to_end + need };
+        if self.free() < total {
+            // Acquire: the consumer's reads of the bytes it released happen before our
+            // writes to them.
+            self.cached_head = self.shared.head.load(Acquire);
+            if self.free() < total {
+                return Err(Full);
+            }
+        }
+        let mut at = offset;
+        if need > to_end {
+            // SAFETY: `offset..capacity` is free space (checked above), so it is ours.
+            let skip = unsafe { self.shared.buffer.slice_mut(offset, HEADER) };
+            write_header(skip, (to_end - HEADER) as u32, FLAG_SKIP);
+            at = 0;
+        }
+        // SAFETY: `at..at + need` is free space (checked above) and in bounds
+        // (`need <= capacity - at` because a record that doesn't fit before the end
+        // starts at 0 and `need <= capacity / 2`).
+        let record = unsafe { self.shared.buffer.slice_mut(at, need) };
+        let (header, payload) = record.split_at_mut(HEADER);
+        write_header(header, len as u32, 0);
+        fill(&mut payload[..len]);
+        self.tail = self.tail.wrapping_add(total);
+        // Release: the record's bytes are visible to whoever Acquires this tail.
+        self.shared.tail.store(self.tail, Release);
+        Ok(())
+    }
+
+    /// Asks the consumer to report freed room: after this, [`Consumer::take_producer_waiting`]
+    /// returns `true` once. Call it after a push failed with [`Full`], then check again
+    /// with `try_push_with` before sleeping (the consumer may have freed room in between).
+    pub fn set_waiting(&self) {
+        // SeqCst (with the consumer's SeqCst swap after its head store) orders this flag
+        // against the head store: either we see the new head on our re-check, or the
+        // consumer sees the flag.
+        self.shared.producer_waiting.store(true, SeqCst);
+        crate::sync::fence(SeqCst);
+    }
+}
+
+/// The reading end of a ring. `Send` but not `Sync`: exactly one thread consumes.
+pub struct Consumer {
+    shared: Arc<Shared>,
+    /// Our copy of `shared.head` (we are its only writer).
+    head: usize,
+    /// The last `shared.tail` we loaded; the real one is never behind it.
+    cached_tail: usize,
+    mask: usize,
+}
+
+impl Consumer {
+    /// Whether no record is published right now.
+    pub fn is_empty(&mut self) -> bool {
+        if self.head != self.cached_tail {
+            return false;
+        }
+        // Acquire: pairs with the producer's Release store of `tail`.
+        self.cached_tail = self.shared.tail.load(Acquire);
+        self.head == self.cached_tail
+    }
+
+    /// Reads the oldest record in place with `read`, then releases its space.
+    ///
+    /// Returns `None`, without calling `read`, when the ring is empty.
+    pub fn pop_with<R>(&mut self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut at = self.head & self.mask;
+        // SAFETY: `head..tail` holds published records (Acquire above), the producer
+        // doesn't touch them, and every record starts with a whole header.
+        let (mut len, flags) = read_header(unsafe { self.shared.buffer.slice(at, HEADER) });
+        let mut consumed = 0;
+        if flags & FLAG_SKIP != 0 {
+            // The producer publishes the SKIP and the record after it with one store.
+            consumed = HEADER + len;
+            at = 0;
+            // SAFETY: as above; the record after a SKIP starts at offset 0.
+            len = read_header(unsafe { self.shared.buffer.slice(0, HEADER) }).0;
+        }
+        consumed += HEADER + padded(len);
+        // SAFETY: the payload lies inside the published record.
+        let result = read(unsafe { self.shared.buffer.slice(at + HEADER, len) });
+        self.head = self.head.wrapping_add(consumed);
+        // Release: our reads of the record happen before the producer reuses its space.
+        self.shared.head.store(self.head, Release);
+        Some(result)
+    }
+
+    /// Returns `true` once after the producer called [`Producer::set_waiting`], so the
+    /// caller can wake it. Call it after releasing records.
+    pub fn take_producer_waiting(&self) -> bool {
+        // SeqCst fence: orders our earlier head store before this load (see set_waiting).
+        crate::sync::fence(SeqCst);
+        self.shared.producer_waiting.load(Relaxed) && self.shared.producer_waiting.swap(false, SeqCst)
+    }
+}
+
+fn write_header(header: &mut [u8], len: u32, flags: u32) {
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4..8].copy_from_slice(&flags.to_le_bytes());
+}
+
+fn read_header(header: &[u8]) -> (usize, u32) {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    (len as usize, flags)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_wraps_and_refuses_when_full() {
+        let (mut p, mut c) = channel(64);
+        assert_eq!(p.capacity(), 64);
+        assert_eq!(p.max_record_len(), 24);
+        p.try_push_with(20, |b| b.fill(1)).unwrap(); // 8 + 24 = 32
+        p.try_push_with(20, |b| b.fill(2)).unwrap(); // 64
+        assert_eq!(p.try_push_with(0, |_| {}), Err(Full));
+        assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![1; 20]));
+        // 32 bytes free at the start, 0 at the end: fits exactly, no SKIP needed.
+        p.try_push_with(24, |b| b.fill(3)).unwrap();
+        assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![2; 20]));
+        assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![3; 24]));
+        assert_eq!(c.pop_with(|r| r.len()), None);
+        // Now head = tail = 96 (offset 32): a 24-byte record fits before the end.
+        p.try_push_with(8, |b| b.fill(4)).unwrap(); // offset 32..48
+        // 16 left before the end, record needs 32: SKIP 16, then 0..32; free = 64-16-16-32 = 0.
+        p.try_push_with(24, |b| b.fill(5)).unwrap();
+        assert_eq!(p.try_push_with(0, |_| {}), Err(Full));
+        assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![4; 8]));
+        assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![5; 24]));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn waiting_flag_is_reported_once() {
+        let (p, c) = channel(64);
+        assert!(!c.take_producer_waiting());
+        p.set_waiting();
+        assert!(c.take_producer_waiting());
+        assert!(!c.take_producer_waiting());
+    }
+
+    /// Millions of records of random sizes through a small ring, across two threads,
+    /// each carrying its sequence number and a checksum.
+    #[test]
+    fn stress_random_sizes_with_checksums() {
+        let records: u64 = if cfg!(debug_assertions) { 300_000 } else { 3_000_000 };
+        let (mut p, mut c) = channel(4096);
+        let max = p.max_record_len();
+        let producer = std::thread::spawn(move || {
+            let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+            for seq in 0..records {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let len = 16 + (rng as usize % (max - 16));
+                let fill = |b: &mut [u8]| {
+                    b[..8].copy_from_slice(&seq.to_le_bytes());
+                    for (i, byte) in b[16..].iter_mut().enumerate() {
+                        *byte = (seq as usize + i) as u8;
+                    }
+                    let sum: u64 = b[16..].iter().map(|&x| u64::from(x)).sum();
+                    b[8..16].copy_from_slice(&sum.to_le_bytes());
+                };
+                while p.try_push_with(len, fill).is_err() {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let mut expected = 0;
+        while expected < records {
+            let got = c.pop_with(|r| {
+                let seq = u64::from_le_bytes(r[..8].try_into().unwrap());
+                let sum = u64::from_le_bytes(r[8..16].try_into().unwrap());
+                let actual: u64 = r[16..].iter().map(|&x| u64::from(x)).sum();
+                assert_eq!(sum, actual, "checksum of record {seq}");
+                seq
+            });
+            if let Some(seq) = got {
+                assert_eq!(seq, expected, "records arrive in order, none lost");
+                expected += 1;
+            }
+        }
+        producer.join().unwrap();
+        assert!(c.is_empty());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+
+    /// Records pushed through a ring that wraps and fills arrive whole, in order, once.
+    #[test]
+    fn records_arrive_whole_and_in_order() {
+        loom::model(|| {
+            let (mut p, mut c) = channel(64);
+            let producer = loom::thread::spawn(move || {
+                for i in 0..3u8 {
+                    let len = 8 + 8 * usize::from(i);
+                    while p.try_push_with(len, |b| b.fill(i)).is_err() {
+                        loom::thread::yield_now();
+                    }
+                }
+            });
+            let mut next = 0u8;
+            while next < 3 {
+                match c.pop_with(|r| (r.len(), r.iter().all(|&b| b == r[0]), r.first().copied())) {
+                    Some((len, uniform, first)) => {
+                        assert_eq!(len, 8 + 8 * usize::from(next));
+                        assert!(uniform);
+                        assert_eq!(first, Some(next));
+                        next += 1;
+                    }
+                    None => loom::thread::yield_now(),
+                }
+            }
+            producer.join().unwrap();
+        });
+    }
+
+    /// A producer that finds the ring full and sets its waiting flag is always told
+    /// about freed room: either its re-check succeeds or the consumer sees the flag.
+    #[test]
+    fn full_ring_wakeup_is_never_lost() {
+        loom::model(|| {
+            let (mut p, mut c) = channel(64);
+            p.try_push_with(24, |_| {}).unwrap();
+            p.try_push_with(24, |_| {}).unwrap();
+            let consumer = loom::thread::spawn(move || {
+                c.pop_with(|_| ()).unwrap();
+                c.take_producer_waiting()
+            });
+            let pushed_now = p.try_push_with(24, |_| {}).is_ok() || {
+                p.set_waiting();
+                p.try_push_with(24, |_| {}).is_ok()
+            };
+            let consumer_saw_flag = consumer.join().unwrap();
+            assert!(pushed_now || consumer_saw_flag, "the producer would sleep forever");
+        });
+    }
+}

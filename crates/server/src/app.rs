@@ -1,0 +1,476 @@
+//! App threads: one per app, parked on a futex, draining its inbound rings and calling
+//! the plugin's callbacks; and the host API those callbacks use to send.
+
+use crate::config::AppConfig;
+use crate::plugin::Plugin;
+use crate::records::{inbound, outbound, worker_of};
+use crate::WorkerLink;
+use ringsocket_abi as abi;
+use ringsocket_proto::CloseCode;
+use ringsocket_ring::{Consumer, Full, Producer, SleepState};
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Records handled from one ring before the others get a turn.
+const BATCH: usize = 256;
+
+/// Which callback is running, for the host API's context checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callback {
+    None,
+    Init,
+    Open,
+    Read,
+    Close,
+    Timer,
+}
+
+/// The `rs_t` behind every callback's handle. `repr(C)` with the ABI header first, so
+/// C code can reach the API table.
+#[repr(C)]
+pub(crate) struct HostCtx {
+    header: abi::rs_header,
+    name: String,
+    outbound: Vec<Producer>,
+    workers: Vec<Arc<WorkerLink>>,
+    sleep: Arc<SleepState>,
+    /// Workers that got records since they were last woken.
+    dirty: Vec<bool>,
+    /// Per-worker scratch lists of ids (reused: no allocation per send).
+    scratch: Vec<Vec<u64>>,
+    current: u64,
+    callback: Callback,
+    timer: Option<Instant>,
+    max_msg: usize,
+}
+
+static HOST_API: abi::rs_host_api = abi::rs_host_api {
+    size: std::mem::size_of::<abi::rs_host_api>() as u32,
+    send: host_send,
+    close: host_close,
+    set_timer: host_set_timer,
+    current_client: host_current_client,
+    log: host_log,
+};
+
+/// # Safety
+/// `rs` must be the handle the server passed to the running callback.
+unsafe fn ctx<'a>(rs: *mut abi::rs_t) -> &'a mut HostCtx {
+    // SAFETY: every rs_t we hand out is a `*mut HostCtx` (repr(C), header first), owned
+    // by the app thread that is running the callback; nothing else touches it meanwhile.
+    unsafe { &mut *rs.cast::<HostCtx>() }
+}
+
+unsafe extern "C" fn host_send(
+    rs: *mut abi::rs_t,
+    target: u32,
+    ids: *const u64,
+    id_count: usize,
+    kind: u32,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    // SAFETY: `rs` comes from the plugin, which got it from us for this callback.
+    let ctx = unsafe { ctx(rs) };
+    if (ids.is_null() && id_count > 0) || (data.is_null() && len > 0) {
+        return abi::RS_ERR_INVALID;
+    }
+    // SAFETY: the plugin passes `id_count` readable ids and `len` readable bytes.
+    let ids = if id_count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(ids, id_count) } };
+    // SAFETY: as above.
+    let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) } };
+    ctx.send(target, ids, kind, data)
+}
+
+unsafe extern "C" fn host_close(rs: *mut abi::rs_t, client: u64, code: u16, reason: *const c_char, len: usize) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    if reason.is_null() && len > 0 {
+        return abi::RS_ERR_INVALID;
+    }
+    // SAFETY: the plugin passes `len` readable bytes.
+    let reason = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(reason.cast::<u8>(), len) } };
+    match std::str::from_utf8(reason) {
+        Ok(reason) if CloseCode(code).is_app_allowed() => ctx.close_client(client, CloseCode(code), reason),
+        _ => abi::RS_ERR_INVALID,
+    }
+}
+
+unsafe extern "C" fn host_set_timer(rs: *mut abi::rs_t, delay_us: u64) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    ctx.timer = Instant::now().checked_add(Duration::from_micros(delay_us));
+    abi::RS_OK
+}
+
+unsafe extern "C" fn host_current_client(rs: *const abi::rs_t) -> u64 {
+    // SAFETY: as in host_send (read-only here).
+    unsafe { (*rs.cast::<HostCtx>()).current }
+}
+
+unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_char, len: usize) {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    if msg.is_null() {
+        return;
+    }
+    // SAFETY: the plugin passes `len` readable bytes.
+    let msg = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(msg.cast::<u8>(), len) });
+    let level = match level {
+        abi::RS_LOG_ERROR => log::Level::Error,
+        abi::RS_LOG_WARN => log::Level::Warn,
+        abi::RS_LOG_INFO => log::Level::Info,
+        _ => log::Level::Debug,
+    };
+    log::log!(level, "app {}: {}", ctx.name, msg);
+}
+
+impl HostCtx {
+    fn send(&mut self, target: u32, ids: &[u64], kind: u32, data: &[u8]) -> c_int {
+        if kind > abi::RS_UTF8 {
+            return abi::RS_ERR_INVALID;
+        }
+        if data.len() > self.max_msg {
+            return abi::RS_ERR_TOO_BIG;
+        }
+        if kind == abi::RS_UTF8 && std::str::from_utf8(data).is_err() {
+            return abi::RS_ERR_INVALID;
+        }
+        let msg_kind = kind as u8;
+        match target {
+            abi::RS_TO_CUR => {
+                if !matches!(self.callback, Callback::Open | Callback::Read) {
+                    return abi::RS_ERR_CONTEXT;
+                }
+                self.push(worker_of(self.current), outbound::SEND, msg_kind, outbound::TO_LIST, &[self.current], &[data]);
+            }
+            abi::RS_TO_SINGLE | abi::RS_TO_MULTI => {
+                if target == abi::RS_TO_SINGLE && ids.len() != 1 {
+                    return abi::RS_ERR_INVALID;
+                }
+                return self.send_grouped(ids, outbound::TO_LIST, msg_kind, data);
+            }
+            abi::RS_TO_EVERY => {
+                for w in 0..self.outbound.len() {
+                    self.push(w, outbound::SEND, msg_kind, outbound::TO_ALL_EXCEPT, &[], &[data]);
+                }
+            }
+            abi::RS_TO_EVERY_EXCEPT => return self.send_grouped(ids, outbound::TO_ALL_EXCEPT, msg_kind, data),
+            _ => return abi::RS_ERR_INVALID,
+        }
+        abi::RS_OK
+    }
+
+    /// Splits `ids` by owning worker and sends each worker one record. For `TO_LIST`
+    /// workers with no ids get nothing; for `TO_ALL_EXCEPT` every worker gets one.
+    fn send_grouped(&mut self, ids: &[u64], target: u8, msg_kind: u8, data: &[u8]) -> c_int {
+        let workers = self.outbound.len();
+        for list in &mut self.scratch {
+            list.clear();
+        }
+        for &id in ids {
+            let w = worker_of(id);
+            if id != 0 && w < workers {
+                self.scratch[w].push(id);
+            }
+        }
+        for w in 0..workers {
+            let mut list = std::mem::take(&mut self.scratch[w]);
+            list.sort_unstable();
+            list.dedup();
+            let fits = outbound::Record::len(list.len(), data.len()) <= self.outbound[w].max_record_len();
+            if !fits {
+                self.scratch[w] = list;
+                return abi::RS_ERR_TOO_BIG;
+            }
+            if target == outbound::TO_ALL_EXCEPT || !list.is_empty() {
+                self.push(w, outbound::SEND, msg_kind, target, &list, &[data]);
+            }
+            self.scratch[w] = list;
+        }
+        abi::RS_OK
+    }
+
+    fn close_client(&mut self, client: u64, code: CloseCode, reason: &str) -> c_int {
+        let w = worker_of(client);
+        if client == 0 || w >= self.outbound.len() {
+            return abi::RS_ERR_INVALID;
+        }
+        let mut payload = [0u8; 125];
+        let n = ringsocket_proto::close::encode_close_payload(code, reason, &mut payload);
+        self.push(w, outbound::CLOSE, 0, outbound::TO_LIST, &[client], &[&payload[..n]]);
+        abi::RS_OK
+    }
+
+    /// Appends one record to worker `w`'s ring, waiting (parked, not spinning) while the
+    /// ring is full.
+    fn push(&mut self, w: usize, op: u8, msg_kind: u8, target: u8, ids: &[u64], payloads: &[&[u8]]) {
+        let len = outbound::Record::len(ids.len(), payloads.iter().map(|p| p.len()).sum());
+        let fill = |buf: &mut [u8]| outbound::Record::write(buf, op, msg_kind, target, ids, payloads);
+        self.dirty[w] = true;
+        if self.outbound[w].try_push_with(len, fill) == Ok(()) {
+            return;
+        }
+        loop {
+            // Full: ask the worker to tell us when it frees room, make sure it is awake
+            // to do so, and sleep until then.
+            self.outbound[w].set_waiting();
+            if self.outbound[w].try_push_with(len, fill) == Ok(()) {
+                return;
+            }
+            wake_worker(&self.workers[w]);
+            self.sleep.announce();
+            if self.outbound[w].try_push_with(len, fill) == Ok(()) {
+                self.sleep.withdraw();
+                return;
+            }
+            self.sleep.park(None);
+        }
+    }
+
+    /// Wakes every worker that got records since the last call (if it sleeps).
+    fn wake_dirty_workers(&mut self) {
+        for (w, dirty) in self.dirty.iter_mut().enumerate() {
+            if std::mem::take(dirty) {
+                wake_worker(&self.workers[w]);
+            }
+        }
+    }
+}
+
+fn wake_worker(link: &WorkerLink) {
+    if link.sleep.wake_needed() {
+        if let Err(e) = link.waker.wake() {
+            log::error!("cannot wake a worker: {e}");
+        }
+    }
+}
+
+/// Static facts about one of the app's endpoints, for the open callback.
+struct EndpointInfo {
+    endpoint_id: u16,
+    path: String,
+    subprotocols: Vec<String>,
+}
+
+/// Everything an app thread owns.
+pub(crate) struct AppThread {
+    plugin: Arc<Plugin>,
+    config: AppConfig,
+    endpoints: Vec<EndpointInfo>,
+    ctx: Box<HostCtx>,
+    inbound: Vec<Consumer>,
+    state: *mut c_void,
+    stop: Arc<AtomicBool>,
+}
+
+// SAFETY: the raw state pointer and the HostCtx are only used by the app thread the
+// whole struct is moved into; the plugin's state is the plugin's to keep thread-safe
+// for that one thread.
+unsafe impl Send for AppThread {}
+
+impl AppThread {
+    #[allow(clippy::too_many_arguments)] // the wiring of one app: each argument is one ring set or handle
+    pub(crate) fn new(
+        plugin: Arc<Plugin>,
+        config: AppConfig,
+        inbound: Vec<Consumer>,
+        outbound: Vec<Producer>,
+        workers: Vec<Arc<WorkerLink>>,
+        sleep: Arc<SleepState>,
+        max_msg: usize,
+        stop: Arc<AtomicBool>,
+    ) -> AppThread {
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|e| EndpointInfo {
+                endpoint_id: e.endpoint_id,
+                path: crate::config::EndpointUrl::parse(&e.url).map(|u| u.path).unwrap_or_default(),
+                subprotocols: e.subprotocols.clone(),
+            })
+            .collect();
+        let n = workers.len();
+        let ctx = Box::new(HostCtx {
+            header: abi::rs_header { api: &HOST_API },
+            name: config.name.clone(),
+            outbound,
+            workers,
+            sleep,
+            dirty: vec![false; n],
+            scratch: vec![Vec::new(); n],
+            current: 0,
+            callback: Callback::None,
+            timer: None,
+            max_msg,
+        });
+        AppThread { plugin, config, endpoints, ctx, inbound, state: std::ptr::null_mut(), stop }
+    }
+
+    fn rs(&mut self) -> *mut abi::rs_t {
+        (&mut *self.ctx as *mut HostCtx).cast()
+    }
+
+    /// Runs the plugin's init callback with the app's settings.
+    ///
+    /// # Errors
+    /// A message naming the app and plugin path if init fails.
+    pub(crate) fn init(&mut self) -> Result<(), String> {
+        let Some(init) = self.plugin.descriptor().init else {
+            return Ok(());
+        };
+        let settings = self.config.settings.to_string();
+        self.ctx.callback = Callback::Init;
+        let rs = self.rs();
+        // SAFETY: calling the plugin's init with a live handle, `settings.len()` bytes
+        // of JSON, and a pointer to our state slot, as ABI v1 specifies.
+        let status = unsafe { init(rs, settings.as_ptr().cast(), settings.len(), &mut self.state) };
+        self.ctx.callback = Callback::None;
+        if status != 0 {
+            return Err(format!(
+                "app '{}' ({}): init callback failed with status {status}",
+                self.config.name,
+                self.plugin.path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The app thread's loop: runs until the server stops.
+    pub(crate) fn run(mut self) {
+        while !self.stop.load(Ordering::Acquire) {
+            let mut handled = 0;
+            for w in 0..self.inbound.len() {
+                for _ in 0..BATCH {
+                    let Self { inbound, ctx, plugin, state, endpoints, config, .. } = &mut self;
+                    let done = inbound[w]
+                        .pop_with(|rec| dispatch(ctx, plugin, *state, endpoints, config, rec))
+                        .is_none();
+                    if done {
+                        break;
+                    }
+                    handled += 1;
+                }
+                if self.inbound[w].take_producer_waiting() {
+                    wake_worker(&self.ctx.workers[w]);
+                }
+            }
+            self.ctx.wake_dirty_workers();
+            if self.ctx.timer.is_some_and(|t| t <= Instant::now()) {
+                self.ctx.timer = None;
+                self.call_timer();
+                self.ctx.wake_dirty_workers();
+                continue;
+            }
+            if handled == 0 {
+                self.ctx.sleep.announce();
+                if self.stop.load(Ordering::Acquire) || self.inbound.iter_mut().any(|c| !c.is_empty()) {
+                    self.ctx.sleep.withdraw();
+                    continue;
+                }
+                let timeout = self.ctx.timer.map(|t| t.saturating_duration_since(Instant::now()));
+                self.ctx.sleep.park(timeout);
+            }
+        }
+        if let Some(destroy) = self.plugin.descriptor().destroy {
+            // SAFETY: the state init produced, after the last callback, exactly once.
+            unsafe { destroy(self.state) };
+        }
+    }
+
+    fn call_timer(&mut self) {
+        let Some(timer) = self.plugin.descriptor().timer else {
+            return;
+        };
+        self.ctx.callback = Callback::Timer;
+        let rs = self.rs();
+        // SAFETY: calling the plugin's timer callback with a live handle and its state.
+        let status = unsafe { timer(rs, self.state) };
+        self.ctx.callback = Callback::None;
+        if status != 0 {
+            log::warn!("app {}: timer callback failed with status {status}", self.config.name);
+        }
+    }
+}
+
+/// Calls the callback an inbound record asks for.
+fn dispatch(
+    ctx: &mut HostCtx,
+    plugin: &Plugin,
+    state: *mut c_void,
+    endpoints: &[EndpointInfo],
+    config: &AppConfig,
+    rec: &[u8],
+) {
+    let header = inbound::Header::read(rec);
+    let payload = &rec[inbound::HEADER..];
+    let d = plugin.descriptor();
+    let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
+    ctx.current = header.client;
+    let status = match header.kind {
+        inbound::OPEN => match d.open.filter(|_| !config.no_open_cb) {
+            Some(open) => {
+                let endpoint = &endpoints[usize::from(header.a)];
+                let protocol = header.b.checked_sub(1).and_then(|i| endpoint.subprotocols.get(i as usize));
+                let info = abi::rs_open_info {
+                    endpoint_id: endpoint.endpoint_id,
+                    url_path: endpoint.path.as_ptr().cast(),
+                    url_path_len: endpoint.path.len(),
+                    subprotocol: protocol.map_or(std::ptr::null(), |p| p.as_ptr().cast()),
+                    subprotocol_len: protocol.map_or(0, |p| p.len()),
+                };
+                ctx.callback = Callback::Open;
+                // SAFETY: ABI v1 open: live handle, the plugin's state, a live info.
+                unsafe { open(rs, state, header.client, &info) }
+            }
+            None => 0,
+        },
+        inbound::READ => match d.read {
+            Some(read) => {
+                ctx.callback = Callback::Read;
+                // SAFETY: ABI v1 read: the payload stays in the ring until we return.
+                unsafe { read(rs, state, header.client, u32::from(header.msg_kind), payload.as_ptr(), payload.len()) }
+            }
+            None => 0,
+        },
+        inbound::CLOSE => match d.close.filter(|_| !config.no_close_cb) {
+            Some(close) => {
+                ctx.callback = Callback::Close;
+                // SAFETY: ABI v1 close: live handle and state.
+                unsafe { close(rs, state, header.client, header.a) };
+                0
+            }
+            None => 0,
+        },
+        other => {
+            log::error!("app {}: unknown inbound record kind {other}", config.name);
+            0
+        }
+    };
+    ctx.callback = Callback::None;
+    if header.kind == inbound::CLOSE {
+        ctx.push(worker_of(header.client), outbound::CLOSED, 0, outbound::TO_LIST, &[header.client], &[]);
+    }
+    if status != 0 && header.kind != inbound::CLOSE {
+        log::warn!(
+            "app {}: callback for client {} failed with status {status}; closing it with 1011",
+            config.name,
+            header.client
+        );
+        ctx.close_client(header.client, CloseCode::INTERNAL_ERROR, "app error");
+    }
+    ctx.current = 0;
+}
+
+/// Pushes one inbound record for an app; used by workers.
+///
+/// # Errors
+/// [`Full`] if the ring has no room right now.
+pub(crate) fn push_inbound(producer: &mut Producer, header: inbound::Header, payload: &[u8]) -> Result<(), Full> {
+    producer.try_push_with(inbound::HEADER + payload.len(), |buf| {
+        header.write(&mut buf[..inbound::HEADER]);
+        buf[inbound::HEADER..].copy_from_slice(payload);
+    })
+}

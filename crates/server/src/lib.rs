@@ -1,0 +1,304 @@
+//! The ringsocket runtime: everything between the configuration file and the sockets.
+//!
+//! ```text
+//!            ┌───────────── worker 0 (mio poll) ─────────────┐
+//!  clients ──┤ accept · HTTP upgrade · frames · write buffers├──┐
+//!            └──────▲────────────────────────────────────────┘  │ inbound ring (SPSC)
+//!                   │ outbound ring (SPSC) + eventfd wake        ▼   + futex wake
+//!            ┌──────┴──────── app thread (one per app) ───────────────┐
+//!            │ pops records, calls the plugin's callbacks, pushes sends│
+//!            └────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! [`Server::prepare`] binds every listener and loads every plugin (the privileged
+//! part); [`Prepared::start`] runs each app's init on its own thread and then starts the
+//! workers; [`Running::stop`] closes every client with 1001 and joins the threads.
+//! The protocol itself lives in `ringsocket-proto`, the rings in `ringsocket-ring`.
+
+pub mod config;
+pub mod plugin;
+
+mod app;
+mod conn;
+mod listener;
+mod records;
+mod worker;
+
+use config::{Config, EndpointUrl};
+use plugin::{Plugin, PluginError};
+use ringsocket_ring::SleepState;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listening socket could not be set up.
+    #[error("cannot listen on {addr} (ports[{port_index}]): {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Index in `ports`.
+        port_index: usize,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A plugin was refused.
+    #[error("apps[{app_index}] ({name}): {source}")]
+    Plugin {
+        /// Index in `apps`.
+        app_index: usize,
+        /// The app's name.
+        name: String,
+        /// What is wrong with the plugin.
+        source: PluginError,
+    },
+    /// An app's init callback failed.
+    #[error("{0}")]
+    AppInit(String),
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The OS refused a thread, poll instance or eventfd.
+    #[error("cannot start {what}: {source}")]
+    Os {
+        /// What was being created.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// How a worker wakes up: its sleep flag and the eventfd registered with its poll.
+pub(crate) struct WorkerLink {
+    pub(crate) sleep: SleepState,
+    pub(crate) waker: mio::Waker,
+}
+
+/// One endpoint, as workers route to it.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) port: u16,
+    pub(crate) path: String,
+    pub(crate) app: usize,
+    pub(crate) endpoint: usize,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) subprotocols: Vec<String>,
+}
+
+/// The numbers workers enforce, taken from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_msg: u64,
+    pub(crate) max_header: usize,
+    pub(crate) out_cap: usize,
+    pub(crate) max_conns: usize,
+    pub(crate) events: usize,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) http_wait: Duration,
+    pub(crate) ws_wait: Duration,
+    pub(crate) stop_wait: Duration,
+}
+
+/// Entry point of the runtime.
+#[derive(Debug)]
+pub struct Server;
+
+/// A server whose sockets are bound and plugins loaded, not yet running.
+pub struct Prepared {
+    config: Config,
+    listeners: Vec<Vec<(std::net::TcpListener, u16)>>,
+    plugins: Vec<Arc<Plugin>>,
+}
+
+/// A running server.
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    apps: Vec<JoinHandle<()>>,
+    worker_links: Vec<Arc<WorkerLink>>,
+    app_sleeps: Vec<Arc<SleepState>>,
+}
+
+impl Server {
+    /// Binds every listener (one per worker per address, with `SO_REUSEPORT`) and loads
+    /// every plugin. Nothing runs yet.
+    ///
+    /// # Errors
+    /// [`StartError::Listen`] or [`StartError::Plugin`].
+    pub fn prepare(config: Config) -> Result<Prepared, StartError> {
+        if let Some((i, _)) = config.ports.iter().enumerate().find(|(_, p)| !p.is_unencrypted) {
+            return Err(StartError::Unsupported(format!(
+                "ports[{i}]: TLS ports (is_unencrypted: false) are not supported by this build yet"
+            )));
+        }
+        let workers = config.workers();
+        let listeners = listener::bind_all(&config, workers)?;
+        let mut plugins = Vec::new();
+        for (i, app) in config.apps.iter().enumerate() {
+            let plugin = Plugin::load(&app.app_path)
+                .map_err(|source| StartError::Plugin { app_index: i, name: app.name.clone(), source })?;
+            log::info!("app {}: loaded {}", app.name, app.app_path.display());
+            plugins.push(Arc::new(plugin));
+        }
+        Ok(Prepared { config, listeners, plugins })
+    }
+}
+
+impl Prepared {
+    /// The local address of each listener of the first worker (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.listeners.first().map_or_else(Vec::new, |l| l.iter().filter_map(|(s, _)| s.local_addr().ok()).collect())
+    }
+
+    /// Creates the rings, runs every app's init on its own thread, then starts the
+    /// workers.
+    ///
+    /// # Errors
+    /// [`StartError::AppInit`] if an init callback fails, [`StartError::Os`] if a thread
+    /// or poll cannot be created.
+    pub fn start(self) -> Result<Running, StartError> {
+        let Prepared { config, listeners, plugins } = self;
+        let workers = listeners.len();
+        let stop = Arc::new(AtomicBool::new(false));
+        let os = |what| move |source| StartError::Os { what, source };
+
+        let mut polls = Vec::new();
+        let mut links = Vec::new();
+        for _ in 0..workers {
+            let poll = mio::Poll::new().map_err(os("a poll instance"))?;
+            let waker = mio::Waker::new(poll.registry(), mio::Token(usize::MAX)).map_err(os("an eventfd waker"))?;
+            links.push(Arc::new(WorkerLink { sleep: SleepState::new(), waker }));
+            polls.push(poll);
+        }
+
+        // pipes[w][a]: worker w's end of app a's rings.
+        let mut pipes: Vec<Vec<worker::AppPipe>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut app_threads = Vec::new();
+        let mut app_sleeps = Vec::new();
+        for (a, app) in config.apps.iter().enumerate() {
+            let sleep = Arc::new(SleepState::new());
+            let (mut inbound, mut outbound) = (Vec::new(), Vec::new());
+            for pipes_w in pipes.iter_mut() {
+                let (in_p, in_c) = ringsocket_ring::channel(config.inbound_ring_size());
+                let (out_p, out_c) = ringsocket_ring::channel(config.outbound_ring_size());
+                inbound.push(in_c);
+                outbound.push(out_p);
+                pipes_w.push(worker::AppPipe::new(in_p, out_c, sleep.clone()));
+            }
+            app_threads.push(app::AppThread::new(
+                plugins[a].clone(),
+                app.clone(),
+                inbound,
+                outbound,
+                links.clone(),
+                sleep.clone(),
+                config.max_ws_msg_size as usize,
+                stop.clone(),
+            ));
+            app_sleeps.push(sleep);
+        }
+
+        let mut app_handles = Vec::new();
+        let mut init_results = Vec::new();
+        for (a, mut thread) in app_threads.into_iter().enumerate() {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let handle = std::thread::Builder::new()
+                .name(format!("rs-app-{}", config.apps[a].name))
+                .spawn(move || {
+                    let result = thread.init();
+                    let ok = result.is_ok();
+                    let _ = tx.send(result);
+                    if ok {
+                        thread.run();
+                    }
+                })
+                .map_err(os("an app thread"))?;
+            app_handles.push(handle);
+            init_results.push(rx);
+        }
+        for rx in init_results {
+            let result = rx.recv().unwrap_or_else(|_| Err("an app thread died during init".into()));
+            if let Err(e) = result {
+                stop.store(true, Ordering::Release);
+                for s in &app_sleeps {
+                    s.unpark();
+                }
+                return Err(StartError::AppInit(e));
+            }
+        }
+
+        let routes: Arc<[Route]> = config
+            .apps
+            .iter()
+            .enumerate()
+            .flat_map(|(a, app)| {
+                app.endpoints.iter().enumerate().filter_map(move |(e, ep)| {
+                    let url = EndpointUrl::parse(&ep.url).ok()?;
+                    Some(Route {
+                        port: url.port,
+                        path: url.path,
+                        app: a,
+                        endpoint: e,
+                        allowed_origins: ep.allowed_origins.clone(),
+                        subprotocols: ep.subprotocols.clone(),
+                    })
+                })
+            })
+            .collect();
+        let limits = Limits {
+            max_msg: config.max_ws_msg_size,
+            max_header: config.max_http_header_size as usize,
+            out_cap: usize::try_from(config.outbound_cap()).unwrap_or(usize::MAX),
+            max_conns: (config.fd_alloc_c as usize).div_ceil(workers).max(1),
+            events: config.epoll_buf_elem_c as usize,
+            handshake_timeout: Duration::from_secs(config.handshake_timeout.into()),
+            http_wait: Duration::from_secs(config.shutdown_wait_http.into()),
+            ws_wait: Duration::from_secs(config.shutdown_wait_ws.into()),
+            stop_wait: Duration::from_secs(config.shutdown_wait_ws.min(10).into()),
+        };
+        let mut worker_handles = Vec::new();
+        for (index, ((poll, worker_listeners), apps)) in polls.into_iter().zip(listeners).zip(pipes).enumerate() {
+            let setup = worker::WorkerSetup {
+                index,
+                poll,
+                link: links[index].clone(),
+                listeners: worker_listeners,
+                apps,
+                routes: routes.clone(),
+                limits,
+                stop: stop.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("rs-worker-{index}"))
+                .spawn(move || worker::run(setup))
+                .map_err(os("a worker thread"))?;
+            worker_handles.push(handle);
+        }
+        log::info!("serving with {workers} workers and {} apps", config.apps.len());
+        Ok(Running { stop, workers: worker_handles, apps: app_handles, worker_links: links, app_sleeps })
+    }
+}
+
+impl Running {
+    /// Stops the server: workers close every client with 1001 (waiting for the close
+    /// handshakes up to `min(shutdown_wait_ws, 10)` seconds), then the app threads run
+    /// their last callbacks and `destroy`, and every thread is joined.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        for link in &self.worker_links {
+            let _ = link.waker.wake();
+        }
+        for handle in self.workers {
+            let _ = handle.join();
+        }
+        for s in &self.app_sleeps {
+            s.unpark();
+        }
+        for handle in self.apps {
+            let _ = handle.join();
+        }
+    }
+}
