@@ -9,13 +9,28 @@ fn main() {
     let include = manifest.join("../../crates/abi/include");
     let source = manifest.join("echo.c");
     println!("cargo:rerun-if-changed={}", source.display());
-    println!("cargo:rerun-if-changed={}", include.join("ringsocket.h").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        include.join("ringsocket.h").display()
+    );
     // OUT_DIR is target/<profile>/build/echo-c-<hash>/out: the profile dir is 3 up.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
-    let profile_dir = out_dir.ancestors().nth(3).expect("OUT_DIR is inside target/<profile>");
+    let profile_dir = out_dir
+        .ancestors()
+        .nth(3)
+        .expect("OUT_DIR is inside target/<profile>");
     let compiler = cc::Build::new().get_compiler();
     let status = Command::new(compiler.path())
-        .args(["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", "-fvisibility=hidden"])
+        .args([
+            "-std=c11",
+            "-O2",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            "-fvisibility=hidden",
+        ])
         .arg("-I")
         .arg(&include)
         .arg("-o")

@@ -11,7 +11,12 @@ impl App for Broadcast {
         Ok(Broadcast)
     }
 
-    fn read(&mut self, ctx: &mut Context<'_>, _client: ClientId, msg: Message<'_>) -> Result<(), Error> {
+    fn read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _client: ClientId,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
         ctx.broadcast(msg)
     }
 }

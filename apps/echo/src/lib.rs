@@ -10,7 +10,12 @@ impl App for Echo {
         Ok(Echo)
     }
 
-    fn read(&mut self, ctx: &mut Context<'_>, _client: ClientId, msg: Message<'_>) -> Result<(), Error> {
+    fn read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        _client: ClientId,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
         ctx.reply(msg)
     }
 }

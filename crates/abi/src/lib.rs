@@ -90,7 +90,8 @@ pub struct rs_open_info {
 pub type rs_send_fn =
     unsafe extern "C" fn(*mut rs_t, u32, *const u64, usize, u32, *const c_void, usize) -> c_int;
 /// `close(rs, client_id, code, reason, reason_len)`.
-pub type rs_close_client_fn = unsafe extern "C" fn(*mut rs_t, u64, u16, *const c_char, usize) -> c_int;
+pub type rs_close_client_fn =
+    unsafe extern "C" fn(*mut rs_t, u64, u16, *const c_char, usize) -> c_int;
 /// `set_timer(rs, delay_us)`.
 pub type rs_set_timer_fn = unsafe extern "C" fn(*mut rs_t, u64) -> c_int;
 /// `current_client(rs)`.
@@ -116,11 +117,14 @@ pub struct rs_host_api {
 }
 
 /// `init(rs, settings_json, settings_len, &state)`.
-pub type rs_init_cb = unsafe extern "C" fn(*mut rs_t, *const c_char, usize, *mut *mut c_void) -> c_int;
+pub type rs_init_cb =
+    unsafe extern "C" fn(*mut rs_t, *const c_char, usize, *mut *mut c_void) -> c_int;
 /// `open(rs, state, client_id, info)`.
-pub type rs_open_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, u64, *const rs_open_info) -> c_int;
+pub type rs_open_cb =
+    unsafe extern "C" fn(*mut rs_t, *mut c_void, u64, *const rs_open_info) -> c_int;
 /// `read(rs, state, client_id, kind, data, len)`.
-pub type rs_read_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, u64, u32, *const u8, usize) -> c_int;
+pub type rs_read_cb =
+    unsafe extern "C" fn(*mut rs_t, *mut c_void, u64, u32, *const u8, usize) -> c_int;
 /// `close(rs, state, client_id, code)`.
 pub type rs_close_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, u64, u16) -> c_int;
 /// `timer(rs, state)`.

@@ -65,7 +65,10 @@ int main(void) {
         offset_of!(rs_open_info, url_path),
         offset_of!(rs_open_info, subprotocol_len),
     ];
-    let actual: Vec<usize> = out.lines().map(|l| l.split('=').nth(1).unwrap().parse().unwrap()).collect();
+    let actual: Vec<usize> = out
+        .lines()
+        .map(|l| l.split('=').nth(1).unwrap().parse().unwrap())
+        .collect();
     let names: Vec<&str> = out.lines().map(|l| l.split('=').next().unwrap()).collect();
     assert_eq!(actual.len(), expected.len());
     for ((name, a), e) in names.iter().zip(&actual).zip(&expected) {

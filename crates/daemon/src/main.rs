@@ -37,7 +37,10 @@ fn main() -> ExitCode {
         return match Config::load(&path) {
             Ok(config) => {
                 for key in config.ignored_keys() {
-                    println!("{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)", path.display());
+                    println!(
+                        "{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)",
+                        path.display()
+                    );
                 }
                 println!("{}: configuration is valid", path.display());
                 ExitCode::SUCCESS
@@ -60,7 +63,10 @@ fn main() -> ExitCode {
         log::warn!("daemon mode is not implemented yet; staying in the foreground");
     }
     for key in config.ignored_keys() {
-        log::info!("{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)", args.config.display());
+        log::info!(
+            "{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)",
+            args.config.display()
+        );
     }
 
     // Block the stop signals before any thread starts, so every thread inherits the

@@ -32,7 +32,10 @@ impl CloseCode {
     /// Whether an app may close a client with this code: the standard codes a server
     /// may send, and the registered and private ranges 3000–4999.
     pub fn is_app_allowed(self) -> bool {
-        matches!(self.0, 1000 | 1001 | 1003 | 1007 | 1008 | 1009 | 1011 | 3000..=4999)
+        matches!(
+            self.0,
+            1000 | 1001 | 1003 | 1007 | 1008 | 1009 | 1011 | 3000..=4999
+        )
     }
 }
 
@@ -76,10 +79,14 @@ mod tests {
 
     #[test]
     fn sendable_codes() {
-        for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999] {
+        for code in [
+            1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999,
+        ] {
             assert!(CloseCode(code).is_sendable(), "{code}");
         }
-        for code in [0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2999, 5000, 65535] {
+        for code in [
+            0, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2999, 5000, 65535,
+        ] {
             assert!(!CloseCode(code).is_sendable(), "{code}");
         }
     }
@@ -87,10 +94,22 @@ mod tests {
     #[test]
     fn close_payload_rules() {
         assert_eq!(parse_close_payload(&[]), Ok(None));
-        assert_eq!(parse_close_payload(&[3]), Err(ProtocolError::InvalidClosePayload));
-        assert_eq!(parse_close_payload(&[3, 0xed]), Err(ProtocolError::InvalidCloseCode(1005)));
-        assert_eq!(parse_close_payload(&[3, 0xe8, b'o', b'k']), Ok(Some((CloseCode::NORMAL, "ok"))));
-        assert_eq!(parse_close_payload(&[3, 0xe8, 0xff]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            parse_close_payload(&[3]),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+        assert_eq!(
+            parse_close_payload(&[3, 0xed]),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            parse_close_payload(&[3, 0xe8, b'o', b'k']),
+            Ok(Some((CloseCode::NORMAL, "ok")))
+        );
+        assert_eq!(
+            parse_close_payload(&[3, 0xe8, 0xff]),
+            Err(ProtocolError::InvalidUtf8)
+        );
     }
 
     #[test]

@@ -139,7 +139,12 @@ impl FrameHeader {
         } else {
             None
         };
-        let header = FrameHeader { fin: b0 & 0x80 != 0, opcode, mask, payload_len };
+        let header = FrameHeader {
+            fin: b0 & 0x80 != 0,
+            opcode,
+            mask,
+            payload_len,
+        };
         Ok(Some((header, header_len)))
     }
 }
@@ -194,7 +199,12 @@ pub fn apply_mask_bytewise(buf: &mut [u8], mask: [u8; 4], offset: usize) {
 
 fn mask_rotated(mask: [u8; 4], offset: usize) -> [u8; 4] {
     let o = offset & 3;
-    [mask[o], mask[(o + 1) & 3], mask[(o + 2) & 3], mask[(o + 3) & 3]]
+    [
+        mask[o],
+        mask[(o + 1) & 3],
+        mask[(o + 2) & 3],
+        mask[(o + 3) & 3],
+    ]
 }
 
 #[cfg(test)]
@@ -209,15 +219,27 @@ mod tests {
             assert_eq!(FrameHeader::parse(&frame[..len]), Ok(None), "{len}");
         }
         let (h, n) = FrameHeader::parse(&frame).unwrap().unwrap();
-        assert_eq!((h.payload_len, n, h.mask, h.fin), (256, 8, Some([1, 2, 3, 4]), true));
+        assert_eq!(
+            (h.payload_len, n, h.mask, h.fin),
+            (256, 8, Some([1, 2, 3, 4]), true)
+        );
     }
 
     #[test]
     fn header_rules() {
-        assert_eq!(FrameHeader::parse(&[0xc1, 0x80]), Err(ProtocolError::NonZeroReservedBits));
-        assert_eq!(FrameHeader::parse(&[0x83, 0x80]), Err(ProtocolError::ReservedOpcode(3)));
+        assert_eq!(
+            FrameHeader::parse(&[0xc1, 0x80]),
+            Err(ProtocolError::NonZeroReservedBits)
+        );
+        assert_eq!(
+            FrameHeader::parse(&[0x83, 0x80]),
+            Err(ProtocolError::ReservedOpcode(3))
+        );
         let mut big = [0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0];
-        assert_eq!(FrameHeader::parse(&big), Err(ProtocolError::InvalidPayloadLength));
+        assert_eq!(
+            FrameHeader::parse(&big),
+            Err(ProtocolError::InvalidPayloadLength)
+        );
         big[2] = 0;
         assert_eq!(FrameHeader::parse(&big), Ok(None), "mask missing");
     }
@@ -228,7 +250,10 @@ mod tests {
             let mut out = [0; MAX_SERVER_HEADER_LEN];
             let n = encode_header(true, Opcode::Binary, len, &mut out);
             let (h, m) = FrameHeader::parse(&out[..n]).unwrap().unwrap();
-            assert_eq!((h.payload_len, h.fin, h.opcode, h.mask, m), (len, true, Opcode::Binary, None, n));
+            assert_eq!(
+                (h.payload_len, h.fin, h.opcode, h.mask, m),
+                (len, true, Opcode::Binary, None, n)
+            );
         }
     }
 

@@ -116,7 +116,9 @@ impl<'a> UpgradeRequest<'a> {
 
 /// Whether the comma-separated header `value` contains `token`, ignoring ASCII case.
 fn has_token(value: &str, token: &str) -> bool {
-    value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
 /// Parses an upgrade request from the start of `buf`.
@@ -144,7 +146,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest<'_>, usize)>, 
     if req.version != Some(1) {
         return Err(HandshakeError::WrongHttpVersion);
     }
-    let target = req.path.ok_or(HandshakeError::Malformed("no request target"))?;
+    let target = req
+        .path
+        .ok_or(HandshakeError::Malformed("no request target"))?;
     let (path, query) = split_target(target)?;
 
     let (mut host, mut origin, mut key, mut version) = (None, None, None, None);
@@ -179,20 +183,35 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest<'_>, usize)>, 
             protocol_count += 1;
         }
     }
-    let host = host.filter(|h| !h.trim().is_empty()).ok_or(HandshakeError::BadHeader("Host"))?;
+    let host = host
+        .filter(|h| !h.trim().is_empty())
+        .ok_or(HandshakeError::BadHeader("Host"))?;
     if !upgrade {
         return Err(HandshakeError::BadHeader("Upgrade"));
     }
     if !connection {
         return Err(HandshakeError::BadHeader("Connection"));
     }
-    let key = key.map(str::trim).filter(|k| is_valid_key(k)).ok_or(HandshakeError::BadHeader("Sec-WebSocket-Key"))?;
+    let key = key
+        .map(str::trim)
+        .filter(|k| is_valid_key(k))
+        .ok_or(HandshakeError::BadHeader("Sec-WebSocket-Key"))?;
     match version.map(str::trim) {
         Some("13") => {}
         Some(_) => return Err(HandshakeError::UnsupportedVersion),
         None => return Err(HandshakeError::BadHeader("Sec-WebSocket-Version")),
     }
-    Ok(Some((UpgradeRequest { path, query, host, origin, key, protocol_headers }, len)))
+    Ok(Some((
+        UpgradeRequest {
+            path,
+            query,
+            host,
+            origin,
+            key,
+            protocol_headers,
+        },
+        len,
+    )))
 }
 
 /// Splits an origin-form (`/a?b`) or absolute-form (`ws://h/a?b`) target into path and query.
@@ -203,7 +222,9 @@ fn split_target(target: &str) -> Result<(&str, Option<&str>), HandshakeError> {
         let rest = ["ws://", "wss://", "http://", "https://"]
             .iter()
             .find_map(|scheme| target.strip_prefix(scheme))
-            .ok_or(HandshakeError::Malformed("request target is neither a path nor an absolute URL"))?;
+            .ok_or(HandshakeError::Malformed(
+                "request target is neither a path nor an absolute URL",
+            ))?;
         rest.find('/').map_or("/", |i| &rest[i..])
     };
     let path_and_query = path_and_query.split('#').next().unwrap_or(path_and_query);
@@ -253,10 +274,16 @@ mod tests {
     fn rfc_example() {
         let (req, len) = parse_request(GOOD.as_bytes()).unwrap().unwrap();
         assert_eq!(len, GOOD.len());
-        assert_eq!((req.path, req.query, req.host), ("/chat", Some("x=1"), "example.com"));
+        assert_eq!(
+            (req.path, req.query, req.host),
+            ("/chat", Some("x=1"), "example.com")
+        );
         assert_eq!(req.origin, Some("http://example.com"));
         assert_eq!(accept_key(req.key), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        assert_eq!(req.offered_protocols().collect::<Vec<_>>(), ["chat", "superchat"]);
+        assert_eq!(
+            req.offered_protocols().collect::<Vec<_>>(),
+            ["chat", "superchat"]
+        );
         assert_eq!(req.select_protocol(&["superchat", "chat"]), Some("chat"));
         assert_eq!(req.select_protocol(&["other"]), None);
     }
@@ -264,7 +291,10 @@ mod tests {
     #[test]
     fn partial_until_blank_line() {
         for len in 0..GOOD.len() {
-            assert!(matches!(parse_request(&GOOD.as_bytes()[..len]), Ok(None)), "{len}");
+            assert!(
+                matches!(parse_request(&GOOD.as_bytes()[..len]), Ok(None)),
+                "{len}"
+            );
         }
     }
 
@@ -275,15 +305,42 @@ mod tests {
     #[test]
     fn each_rule_has_its_status() {
         assert_eq!(with("GET", "POST").unwrap_err().status().0, 405);
-        assert_eq!(with("HTTP/1.1\r\nHost", "HTTP/1.0\r\nHost").unwrap_err().status().0, 400);
-        assert_eq!(with("Host: example.com\r\n", ""), Err(HandshakeError::BadHeader("Host")));
-        assert_eq!(with("Upgrade: WebSocket", "Upgrade: h2c"), Err(HandshakeError::BadHeader("Upgrade")));
-        assert_eq!(with("keep-alive, Upgrade", "close"), Err(HandshakeError::BadHeader("Connection")));
-        assert_eq!(with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="), Err(HandshakeError::BadHeader("Sec-WebSocket-Key")));
-        assert_eq!(with("Version: 13", "Version: 8").unwrap_err().status().0, 426);
+        assert_eq!(
+            with("HTTP/1.1\r\nHost", "HTTP/1.0\r\nHost")
+                .unwrap_err()
+                .status()
+                .0,
+            400
+        );
+        assert_eq!(
+            with("Host: example.com\r\n", ""),
+            Err(HandshakeError::BadHeader("Host"))
+        );
+        assert_eq!(
+            with("Upgrade: WebSocket", "Upgrade: h2c"),
+            Err(HandshakeError::BadHeader("Upgrade"))
+        );
+        assert_eq!(
+            with("keep-alive, Upgrade", "close"),
+            Err(HandshakeError::BadHeader("Connection"))
+        );
+        assert_eq!(
+            with("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ=="),
+            Err(HandshakeError::BadHeader("Sec-WebSocket-Key"))
+        );
+        assert_eq!(
+            with("Version: 13", "Version: 8").unwrap_err().status().0,
+            426
+        );
         assert_eq!(with("GET /chat", "GET chat").unwrap_err().status().0, 400);
         let many = "X-A: b\r\n".repeat(MAX_HEADERS);
-        assert_eq!(with("Host:", &format!("{many}Host:")).unwrap_err().status().0, 431);
+        assert_eq!(
+            with("Host:", &format!("{many}Host:"))
+                .unwrap_err()
+                .status()
+                .0,
+            431
+        );
     }
 
     #[test]

@@ -74,7 +74,12 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver that fails messages whose payload exceeds `max_message_size` bytes.
     pub fn new(max_message_size: u64) -> Self {
-        Receiver { max_message_size, frame: None, message: None, closed: false }
+        Receiver {
+            max_message_size,
+            frame: None,
+            message: None,
+            closed: false,
+        }
     }
 
     /// Whether a data message has started but not ended.
@@ -97,13 +102,19 @@ impl Receiver {
         }
         if self.closed {
             return if buf.is_empty() {
-                Ok(Step { consumed: 0, event: None })
+                Ok(Step {
+                    consumed: 0,
+                    event: None,
+                })
             } else {
                 Err(ProtocolError::DataAfterClose)
             };
         }
         let Some((header, header_len)) = FrameHeader::parse(buf)? else {
-            return Ok(Step { consumed: 0, event: None });
+            return Ok(Step {
+                consumed: 0,
+                event: None,
+            });
         };
         let Some(mask) = header.mask else {
             return Err(ProtocolError::UnmaskedFrame);
@@ -130,7 +141,10 @@ impl Receiver {
         }
         let end = header_len + header.payload_len as usize;
         let Some(payload) = buf.get_mut(header_len..end) else {
-            return Ok(Step { consumed: 0, event: None });
+            return Ok(Step {
+                consumed: 0,
+                event: None,
+            });
         };
         apply_mask(payload, mask, 0);
         let payload = &*payload;
@@ -142,36 +156,64 @@ impl Receiver {
                 Event::Close(parse_close_payload(payload)?)
             }
         };
-        Ok(Step { consumed: end, event: Some(event) })
+        Ok(Step {
+            consumed: end,
+            event: Some(event),
+        })
     }
 
-    fn start_data_frame(&mut self, header: FrameHeader, mask: [u8; 4]) -> Result<(), ProtocolError> {
+    fn start_data_frame(
+        &mut self,
+        header: FrameHeader,
+        mask: [u8; 4],
+    ) -> Result<(), ProtocolError> {
         let message = match (header.opcode, &mut self.message) {
             (Opcode::Continuation, Some(message)) => message,
             (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
             (opcode, message @ None) => {
-                let kind = if opcode == Opcode::Text { MessageKind::Text } else { MessageKind::Binary };
-                message.insert(MessageInProgress { kind, len: 0, at_start: true, utf8: Utf8Validator::new() })
+                let kind = if opcode == Opcode::Text {
+                    MessageKind::Text
+                } else {
+                    MessageKind::Binary
+                };
+                message.insert(MessageInProgress {
+                    kind,
+                    len: 0,
+                    at_start: true,
+                    utf8: Utf8Validator::new(),
+                })
             }
         };
         message.len = message.len.saturating_add(header.payload_len);
         if message.len > self.max_message_size {
             return Err(ProtocolError::MessageTooBig(self.max_message_size));
         }
-        self.frame = Some(FrameInProgress { fin: header.fin, remaining: header.payload_len, mask, mask_offset: 0 });
+        self.frame = Some(FrameInProgress {
+            fin: header.fin,
+            remaining: header.payload_len,
+            mask,
+            mask_offset: 0,
+        });
         Ok(())
     }
 
     /// Hands out the payload bytes of the current data frame that `buf[start..]` holds.
-    fn data_payload<'a>(&mut self, buf: &'a mut [u8], start: usize) -> Result<Step<'a>, ProtocolError> {
+    fn data_payload<'a>(
+        &mut self,
+        buf: &'a mut [u8],
+        start: usize,
+    ) -> Result<Step<'a>, ProtocolError> {
         let (Some(frame), Some(message)) = (self.frame.as_mut(), self.message.as_mut()) else {
             unreachable!("data_payload is only called inside a data frame");
         };
         let available = buf.len() - start;
         let take = usize::try_from(frame.remaining).map_or(available, |r| r.min(available));
         if take == 0 && frame.remaining > 0 {
-            return Ok(Step { consumed: start, event: None });
+            return Ok(Step {
+                consumed: start,
+                event: None,
+            });
         }
         let chunk = &mut buf[start..start + take];
         apply_mask(chunk, frame.mask, frame.mask_offset);
@@ -180,7 +222,10 @@ impl Receiver {
         let frame_done = frame.remaining == 0;
         let last = frame_done && frame.fin;
         if message.kind == MessageKind::Text {
-            message.utf8.feed(chunk, last).map_err(|_| ProtocolError::InvalidUtf8)?;
+            message
+                .utf8
+                .feed(chunk, last)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
         }
         let first = std::mem::replace(&mut message.at_start, false);
         let kind = message.kind;
@@ -191,8 +236,16 @@ impl Receiver {
             self.message = None;
         }
         // An empty non-final fragment carries nothing worth reporting.
-        let event = (take > 0 || last || first).then_some(Event::Data { kind, chunk, first, last });
-        Ok(Step { consumed: start + take, event })
+        let event = (take > 0 || last || first).then_some(Event::Data {
+            kind,
+            chunk,
+            first,
+            last,
+        });
+        Ok(Step {
+            consumed: start + take,
+            event,
+        })
     }
 }
 
@@ -250,7 +303,12 @@ mod tests {
                 };
                 let consumed = step.consumed;
                 match step.event {
-                    Some(Event::Data { kind, chunk, first, last }) => {
+                    Some(Event::Data {
+                        kind,
+                        chunk,
+                        first,
+                        last,
+                    }) => {
                         if first {
                             assert!(message.is_empty());
                         }
@@ -261,7 +319,9 @@ mod tests {
                     }
                     Some(Event::Ping(p)) => seen.push(Seen::Ping(p.to_vec())),
                     Some(Event::Pong(_)) => seen.push(Seen::Pong),
-                    Some(Event::Close(c)) => seen.push(Seen::Close(c.map(|(c, r)| (c.0, r.to_string())))),
+                    Some(Event::Close(c)) => {
+                        seen.push(Seen::Close(c.map(|(c, r)| (c.0, r.to_string()))))
+                    }
                     None if consumed == 0 => break,
                     None => {}
                 }
@@ -318,24 +378,42 @@ mod tests {
         let payload: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
         let wire = masked_frame(true, 2, &payload);
         for piece in [1000, 4096, 65536] {
-            assert_eq!(run(&wire, piece, 1 << 20), vec![Seen::Message(MessageKind::Binary, payload.clone())]);
+            assert_eq!(
+                run(&wire, piece, 1 << 20),
+                vec![Seen::Message(MessageKind::Binary, payload.clone())]
+            );
         }
     }
 
     #[test]
     fn state_rules() {
         let err = |wire: Vec<u8>| run_all_splits(&wire, 1000).pop().unwrap();
-        assert_eq!(err(masked_frame(true, 0, b"x")), Seen::Error(ProtocolError::UnexpectedContinuation));
+        assert_eq!(
+            err(masked_frame(true, 0, b"x")),
+            Seen::Error(ProtocolError::UnexpectedContinuation)
+        );
         let mut wire = masked_frame(false, 1, b"a");
         wire.extend(masked_frame(true, 1, b"b"));
         assert_eq!(err(wire), Seen::Error(ProtocolError::ExpectedContinuation));
-        assert_eq!(err(masked_frame(false, 9, b"")), Seen::Error(ProtocolError::FragmentedControlFrame));
-        assert_eq!(err(masked_frame(true, 9, &[0; 126])), Seen::Error(ProtocolError::ControlFrameTooLong));
-        assert_eq!(err(masked_frame(true, 2, &[0; 1001])), Seen::Error(ProtocolError::MessageTooBig(1000)));
+        assert_eq!(
+            err(masked_frame(false, 9, b"")),
+            Seen::Error(ProtocolError::FragmentedControlFrame)
+        );
+        assert_eq!(
+            err(masked_frame(true, 9, &[0; 126])),
+            Seen::Error(ProtocolError::ControlFrameTooLong)
+        );
+        assert_eq!(
+            err(masked_frame(true, 2, &[0; 1001])),
+            Seen::Error(ProtocolError::MessageTooBig(1000))
+        );
         let mut wire = masked_frame(false, 2, &[0; 600]);
         wire.extend(masked_frame(true, 0, &[0; 600]));
         assert_eq!(err(wire), Seen::Error(ProtocolError::MessageTooBig(1000)));
-        assert_eq!(err(vec![0x81, 0x01, b'a']), Seen::Error(ProtocolError::UnmaskedFrame));
+        assert_eq!(
+            err(vec![0x81, 0x01, b'a']),
+            Seen::Error(ProtocolError::UnmaskedFrame)
+        );
         let mut wire = masked_frame(true, 8, &[]);
         wire.extend(masked_frame(true, 2, b"late"));
         assert_eq!(err(wire), Seen::Error(ProtocolError::DataAfterClose));
@@ -345,11 +423,17 @@ mod tests {
     fn invalid_utf8_fails_before_the_message_ends() {
         // The bad byte is in the first fragment; the rest never arrives.
         let wire = masked_frame(false, 1, &[b'a', 0xff, b'b']);
-        assert_eq!(run_all_splits(&wire, 100), vec![Seen::Error(ProtocolError::InvalidUtf8)]);
+        assert_eq!(
+            run_all_splits(&wire, 100),
+            vec![Seen::Error(ProtocolError::InvalidUtf8)]
+        );
         // A code point split across fragments is fine.
         let mut wire = masked_frame(false, 1, &[0xe2, 0x82]);
         wire.extend(masked_frame(true, 0, &[0xac]));
-        assert_eq!(run_all_splits(&wire, 100), vec![Seen::Message(MessageKind::Text, "€".as_bytes().to_vec())]);
+        assert_eq!(
+            run_all_splits(&wire, 100),
+            vec![Seen::Message(MessageKind::Text, "€".as_bytes().to_vec())]
+        );
     }
 
     #[test]
@@ -357,6 +441,9 @@ mod tests {
         let mut wire = masked_frame(true, 1, &[b'a', 0xff, b'b', b'c', b'd', b'e']);
         let header_len = wire.len() - 6;
         wire.truncate(header_len + 2);
-        assert_eq!(run(&wire, wire.len(), 100), vec![Seen::Error(ProtocolError::InvalidUtf8)]);
+        assert_eq!(
+            run(&wire, wire.len(), 100),
+            vec![Seen::Error(ProtocolError::InvalidUtf8)]
+        );
     }
 }

@@ -20,7 +20,10 @@ pub(crate) struct Buffer {
 impl Buffer {
     /// Allocates `len` zeroed bytes; `len` must be a non-zero multiple of [`ALIGN`].
     pub(crate) fn new(len: usize) -> Buffer {
-        assert!(len > 0 && len % ALIGN == 0, "ring buffer length must be a positive multiple of 8");
+        assert!(
+            len > 0 && len.is_multiple_of(ALIGN),
+            "ring buffer length must be a positive multiple of 8"
+        );
         let layout = Self::layout(len);
         // SAFETY: `layout` has a non-zero size (checked above).
         let ptr = unsafe { alloc_zeroed(layout) };
@@ -31,7 +34,9 @@ impl Buffer {
             ptr,
             len,
             #[cfg(loom)]
-            words: (0..len / ALIGN).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+            words: (0..len / ALIGN)
+                .map(|_| loom::cell::UnsafeCell::new(()))
+                .collect(),
         }
     }
 

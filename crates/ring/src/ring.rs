@@ -50,8 +50,18 @@ pub fn channel(capacity: usize) -> (Producer, Consumer) {
         producer_waiting: CachePadded::new(AtomicBool::new(false)),
         buffer: Buffer::new(capacity),
     });
-    let producer = Producer { shared: shared.clone(), tail: 0, cached_head: 0, mask: capacity - 1 };
-    let consumer = Consumer { shared, head: 0, cached_tail: 0, mask: capacity - 1 };
+    let producer = Producer {
+        shared: shared.clone(),
+        tail: 0,
+        cached_head: 0,
+        mask: capacity - 1,
+    };
+    let consumer = Consumer {
+        shared,
+        head: 0,
+        cached_tail: 0,
+        mask: capacity - 1,
+    };
     (producer, consumer)
 }
 
@@ -95,7 +105,10 @@ impl Producer {
     /// # Panics
     /// If `len` exceeds [`Producer::max_record_len`] (callers bound their records).
     pub fn try_push_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Full> {
-        assert!(len <= self.max_record_len(), "record of {len} bytes does not fit the ring");
+        assert!(
+            len <= self.max_record_len(),
+            "record of {len} bytes does not fit the ring"
+        );
         let need = HEADER + padded(len);
         let offset = self.tail & self.mask;
         let to_end = self.capacity() - offset;
@@ -194,7 +207,8 @@ impl Consumer {
     pub fn take_producer_waiting(&self) -> bool {
         // SeqCst fence: orders our earlier head store before this load (see set_waiting).
         crate::sync::fence(SeqCst);
-        self.shared.producer_waiting.load(Relaxed) && self.shared.producer_waiting.swap(false, SeqCst)
+        self.shared.producer_waiting.load(Relaxed)
+            && self.shared.producer_waiting.swap(false, SeqCst)
     }
 }
 
@@ -229,7 +243,7 @@ mod tests {
         assert_eq!(c.pop_with(|r| r.len()), None);
         // Now head = tail = 96 (offset 32): a 24-byte record fits before the end.
         p.try_push_with(8, |b| b.fill(4)).unwrap(); // offset 32..48
-        // 16 left before the end, record needs 32: SKIP 16, then 0..32; free = 64-16-16-32 = 0.
+                                                    // 16 left before the end, record needs 32: SKIP 16, then 0..32; free = 64-16-16-32 = 0.
         p.try_push_with(24, |b| b.fill(5)).unwrap();
         assert_eq!(p.try_push_with(0, |_| {}), Err(Full));
         assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![4; 8]));
@@ -250,7 +264,11 @@ mod tests {
     /// each carrying its sequence number and a checksum.
     #[test]
     fn stress_random_sizes_with_checksums() {
-        let records: u64 = if cfg!(debug_assertions) { 300_000 } else { 3_000_000 };
+        let records: u64 = if cfg!(debug_assertions) {
+            300_000
+        } else {
+            3_000_000
+        };
         let (mut p, mut c) = channel(4096);
         let max = p.max_record_len();
         let producer = std::thread::spawn(move || {
@@ -342,7 +360,10 @@ mod loom_tests {
                 p.try_push_with(24, |_| {}).is_ok()
             };
             let consumer_saw_flag = consumer.join().unwrap();
-            assert!(pushed_now || consumer_saw_flag, "the producer would sleep forever");
+            assert!(
+                pushed_now || consumer_saw_flag,
+                "the producer would sleep forever"
+            );
         });
     }
 }

@@ -35,7 +35,9 @@ impl Default for SleepState {
 impl SleepState {
     /// An awake consumer.
     pub fn new() -> Self {
-        SleepState { word: AtomicU32::new(AWAKE) }
+        SleepState {
+            word: AtomicU32::new(AWAKE),
+        }
     }
 
     /// Consumer: "I am about to sleep". Re-check every input after this and before
@@ -88,7 +90,9 @@ mod futex {
             tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
             tv_nsec: t.subsec_nanos() as libc::c_long,
         });
-        let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word`, which outlives the
         // call, and `ts_ptr` is null or points at a live timespec. EINTR, EAGAIN and
         // ETIMEDOUT all mean "return and re-check", so the result is not needed.
@@ -107,7 +111,12 @@ mod futex {
     pub(super) fn wake(word: &AtomicU32) {
         // SAFETY: FUTEX_WAKE only uses the address of `word` as a key.
         unsafe {
-            libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG, 1);
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+                1,
+            );
         }
     }
 }
@@ -177,7 +186,10 @@ mod loom_tests {
                 state.withdraw();
             }
             let woke = producer.join().unwrap();
-            assert!(found_work || woke, "consumer sleeps with work pending and nobody wakes it");
+            assert!(
+                found_work || woke,
+                "consumer sleeps with work pending and nobody wakes it"
+            );
         });
     }
 }

@@ -121,7 +121,15 @@ impl<'a> Context<'a> {
         // SAFETY: `raw` is the live handle; the pointers and lengths describe live slices
         // (`ClientId` is `repr(transparent)` over u64).
         check(unsafe {
-            (self.api.send)(self.raw, target, ids.as_ptr().cast(), ids.len(), kind, data.as_ptr().cast(), data.len())
+            (self.api.send)(
+                self.raw,
+                target,
+                ids.as_ptr().cast(),
+                ids.len(),
+                kind,
+                data.as_ptr().cast(),
+                data.len(),
+            )
         })
     }
 
@@ -172,7 +180,15 @@ impl<'a> Context<'a> {
     /// [`Error::Invalid`] for a code an app may not send.
     pub fn close(&mut self, client: ClientId, code: u16, reason: &str) -> Result<(), Error> {
         // SAFETY: live handle; the reason pointer and length describe a live str.
-        check(unsafe { (self.api.close)(self.raw, client.0, code, reason.as_ptr().cast(), reason.len()) })
+        check(unsafe {
+            (self.api.close)(
+                self.raw,
+                client.0,
+                code,
+                reason.as_ptr().cast(),
+                reason.len(),
+            )
+        })
     }
 
     /// Calls [`App::timer`] once after `delay` (replacing any earlier timer).
@@ -219,7 +235,12 @@ pub trait App: Sized + 'static {
     ///
     /// # Errors
     /// Closes the client with 1011.
-    fn open(&mut self, _ctx: &mut Context<'_>, _client: ClientId, _info: &OpenInfo<'_>) -> Result<(), Error> {
+    fn open(
+        &mut self,
+        _ctx: &mut Context<'_>,
+        _client: ClientId,
+        _info: &OpenInfo<'_>,
+    ) -> Result<(), Error> {
         Ok(())
     }
 
@@ -227,7 +248,12 @@ pub trait App: Sized + 'static {
     ///
     /// # Errors
     /// Closes the client with 1011.
-    fn read(&mut self, ctx: &mut Context<'_>, client: ClientId, msg: Message<'_>) -> Result<(), Error>;
+    fn read(
+        &mut self,
+        ctx: &mut Context<'_>,
+        client: ClientId,
+        msg: Message<'_>,
+    ) -> Result<(), Error>;
 
     /// A client is gone; `code` is its close code (1005: none given, 1006: abnormal).
     fn close(&mut self, _ctx: &mut Context<'_>, _client: ClientId, _code: u16) {}
@@ -285,7 +311,11 @@ unsafe extern "C" fn open_shim<A: App>(
         let subprotocol =
             // SAFETY: as above.
             (!info.subprotocol.is_null()).then(|| unsafe { raw_str(info.subprotocol, info.subprotocol_len) });
-        let info = OpenInfo { endpoint_id: info.endpoint_id, url_path, subprotocol };
+        let info = OpenInfo {
+            endpoint_id: info.endpoint_id,
+            url_path,
+            subprotocol,
+        };
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
         app.open(&mut ctx, ClientId(client), &info)
@@ -322,7 +352,12 @@ unsafe extern "C" fn read_shim<A: App>(
     })
 }
 
-unsafe extern "C" fn close_shim<A: App>(rs: *mut abi::rs_t, state: *mut c_void, client: u64, code: u16) -> c_int {
+unsafe extern "C" fn close_shim<A: App>(
+    rs: *mut abi::rs_t,
+    state: *mut c_void,
+    client: u64,
+    code: u16,
+) -> c_int {
     guard(|| {
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
@@ -374,9 +409,11 @@ macro_rules! export_app {
         #[unsafe(no_mangle)]
         #[allow(non_upper_case_globals)]
         pub static ringsocket_plugin: $crate::ringsocket_abi::rs_app_descriptor =
-            $crate::descriptor::<$app>(match ::std::ffi::CStr::from_bytes_with_nul(concat!($name, "\0").as_bytes()) {
-                Ok(name) => name,
-                Err(_) => panic!("app name contains a NUL byte"),
-            });
+            $crate::descriptor::<$app>(
+                match ::std::ffi::CStr::from_bytes_with_nul(concat!($name, "\0").as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => panic!("app name contains a NUL byte"),
+                },
+            );
     };
 }

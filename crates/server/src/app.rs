@@ -74,27 +74,49 @@ unsafe extern "C" fn host_send(
 ) -> c_int {
     // SAFETY: `rs` comes from the plugin, which got it from us for this callback.
     let ctx = unsafe { ctx(rs) };
-    if (ids.is_null() && id_count > 0) || (data.is_null() && len > 0) {
-        return abi::RS_ERR_INVALID;
-    }
     // SAFETY: the plugin passes `id_count` readable ids and `len` readable bytes.
-    let ids = if id_count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(ids, id_count) } };
-    // SAFETY: as above.
-    let data = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) } };
-    ctx.send(target, ids, kind, data)
+    let (ids, data) = unsafe {
+        (
+            plugin_slice(ids, id_count),
+            plugin_slice(data.cast::<u8>(), len),
+        )
+    };
+    match (ids, data) {
+        (Some(ids), Some(data)) => ctx.send(target, ids, kind, data),
+        _ => abi::RS_ERR_INVALID,
+    }
 }
 
-unsafe extern "C" fn host_close(rs: *mut abi::rs_t, client: u64, code: u16, reason: *const c_char, len: usize) -> c_int {
+unsafe extern "C" fn host_close(
+    rs: *mut abi::rs_t,
+    client: u64,
+    code: u16,
+    reason: *const c_char,
+    len: usize,
+) -> c_int {
     // SAFETY: as in host_send.
     let ctx = unsafe { ctx(rs) };
-    if reason.is_null() && len > 0 {
-        return abi::RS_ERR_INVALID;
-    }
     // SAFETY: the plugin passes `len` readable bytes.
-    let reason = if len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(reason.cast::<u8>(), len) } };
-    match std::str::from_utf8(reason) {
-        Ok(reason) if CloseCode(code).is_app_allowed() => ctx.close_client(client, CloseCode(code), reason),
+    let reason = unsafe { plugin_slice(reason.cast::<u8>(), len) };
+    match reason.map(std::str::from_utf8) {
+        Some(Ok(reason)) if CloseCode(code).is_app_allowed() => {
+            ctx.close_client(client, CloseCode(code), reason)
+        }
         _ => abi::RS_ERR_INVALID,
+    }
+}
+
+/// A slice a plugin passed as pointer and length: `None` if the pointer is NULL with a
+/// non-zero length, empty (whatever the pointer) for length 0.
+///
+/// # Safety
+/// A non-NULL `ptr` must point at `len` readable, initialised `T`s that outlive `'a`.
+unsafe fn plugin_slice<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Some(&[]),
+        (true, _) => None,
+        // SAFETY: per this function's contract.
+        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
     }
 }
 
@@ -113,11 +135,11 @@ unsafe extern "C" fn host_current_client(rs: *const abi::rs_t) -> u64 {
 unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_char, len: usize) {
     // SAFETY: as in host_send.
     let ctx = unsafe { ctx(rs) };
-    if msg.is_null() {
-        return;
-    }
     // SAFETY: the plugin passes `len` readable bytes.
-    let msg = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(msg.cast::<u8>(), len) });
+    let Some(msg) = (unsafe { plugin_slice(msg.cast::<u8>(), len) }) else {
+        return;
+    };
+    let msg = String::from_utf8_lossy(msg);
     let level = match level {
         abi::RS_LOG_ERROR => log::Level::Error,
         abi::RS_LOG_WARN => log::Level::Warn,
@@ -144,7 +166,14 @@ impl HostCtx {
                 if !matches!(self.callback, Callback::Open | Callback::Read) {
                     return abi::RS_ERR_CONTEXT;
                 }
-                self.push(worker_of(self.current), outbound::SEND, msg_kind, outbound::TO_LIST, &[self.current], &[data]);
+                self.push(
+                    worker_of(self.current),
+                    outbound::SEND,
+                    msg_kind,
+                    outbound::TO_LIST,
+                    &[self.current],
+                    &[data],
+                );
             }
             abi::RS_TO_SINGLE | abi::RS_TO_MULTI => {
                 if target == abi::RS_TO_SINGLE && ids.len() != 1 {
@@ -154,10 +183,19 @@ impl HostCtx {
             }
             abi::RS_TO_EVERY => {
                 for w in 0..self.outbound.len() {
-                    self.push(w, outbound::SEND, msg_kind, outbound::TO_ALL_EXCEPT, &[], &[data]);
+                    self.push(
+                        w,
+                        outbound::SEND,
+                        msg_kind,
+                        outbound::TO_ALL_EXCEPT,
+                        &[],
+                        &[data],
+                    );
                 }
             }
-            abi::RS_TO_EVERY_EXCEPT => return self.send_grouped(ids, outbound::TO_ALL_EXCEPT, msg_kind, data),
+            abi::RS_TO_EVERY_EXCEPT => {
+                return self.send_grouped(ids, outbound::TO_ALL_EXCEPT, msg_kind, data)
+            }
             _ => return abi::RS_ERR_INVALID,
         }
         abi::RS_OK
@@ -180,7 +218,8 @@ impl HostCtx {
             let mut list = std::mem::take(&mut self.scratch[w]);
             list.sort_unstable();
             list.dedup();
-            let fits = outbound::Record::len(list.len(), data.len()) <= self.outbound[w].max_record_len();
+            let fits =
+                outbound::Record::len(list.len(), data.len()) <= self.outbound[w].max_record_len();
             if !fits {
                 self.scratch[w] = list;
                 return abi::RS_ERR_TOO_BIG;
@@ -200,15 +239,31 @@ impl HostCtx {
         }
         let mut payload = [0u8; 125];
         let n = ringsocket_proto::close::encode_close_payload(code, reason, &mut payload);
-        self.push(w, outbound::CLOSE, 0, outbound::TO_LIST, &[client], &[&payload[..n]]);
+        self.push(
+            w,
+            outbound::CLOSE,
+            0,
+            outbound::TO_LIST,
+            &[client],
+            &[&payload[..n]],
+        );
         abi::RS_OK
     }
 
     /// Appends one record to worker `w`'s ring, waiting (parked, not spinning) while the
     /// ring is full.
-    fn push(&mut self, w: usize, op: u8, msg_kind: u8, target: u8, ids: &[u64], payloads: &[&[u8]]) {
+    fn push(
+        &mut self,
+        w: usize,
+        op: u8,
+        msg_kind: u8,
+        target: u8,
+        ids: &[u64],
+        payloads: &[&[u8]],
+    ) {
         let len = outbound::Record::len(ids.len(), payloads.iter().map(|p| p.len()).sum());
-        let fill = |buf: &mut [u8]| outbound::Record::write(buf, op, msg_kind, target, ids, payloads);
+        let fill =
+            |buf: &mut [u8]| outbound::Record::write(buf, op, msg_kind, target, ids, payloads);
         self.dirty[w] = true;
         if self.outbound[w].try_push_with(len, fill) == Ok(()) {
             return;
@@ -288,7 +343,9 @@ impl AppThread {
             .iter()
             .map(|e| EndpointInfo {
                 endpoint_id: e.endpoint_id,
-                path: crate::config::EndpointUrl::parse(&e.url).map(|u| u.path).unwrap_or_default(),
+                path: crate::config::EndpointUrl::parse(&e.url)
+                    .map(|u| u.path)
+                    .unwrap_or_default(),
                 subprotocols: e.subprotocols.clone(),
             })
             .collect();
@@ -306,7 +363,15 @@ impl AppThread {
             timer: None,
             max_msg,
         });
-        AppThread { plugin, config, endpoints, ctx, inbound, state: std::ptr::null_mut(), stop }
+        AppThread {
+            plugin,
+            config,
+            endpoints,
+            ctx,
+            inbound,
+            state: std::ptr::null_mut(),
+            stop,
+        }
     }
 
     fn rs(&mut self) -> *mut abi::rs_t {
@@ -326,7 +391,14 @@ impl AppThread {
         let rs = self.rs();
         // SAFETY: calling the plugin's init with a live handle, `settings.len()` bytes
         // of JSON, and a pointer to our state slot, as ABI v1 specifies.
-        let status = unsafe { init(rs, settings.as_ptr().cast(), settings.len(), &mut self.state) };
+        let status = unsafe {
+            init(
+                rs,
+                settings.as_ptr().cast(),
+                settings.len(),
+                &mut self.state,
+            )
+        };
         self.ctx.callback = Callback::None;
         if status != 0 {
             return Err(format!(
@@ -344,7 +416,15 @@ impl AppThread {
             let mut handled = 0;
             for w in 0..self.inbound.len() {
                 for _ in 0..BATCH {
-                    let Self { inbound, ctx, plugin, state, endpoints, config, .. } = &mut self;
+                    let Self {
+                        inbound,
+                        ctx,
+                        plugin,
+                        state,
+                        endpoints,
+                        config,
+                        ..
+                    } = &mut self;
                     let done = inbound[w]
                         .pop_with(|rec| dispatch(ctx, plugin, *state, endpoints, config, rec))
                         .is_none();
@@ -366,11 +446,16 @@ impl AppThread {
             }
             if handled == 0 {
                 self.ctx.sleep.announce();
-                if self.stop.load(Ordering::Acquire) || self.inbound.iter_mut().any(|c| !c.is_empty()) {
+                if self.stop.load(Ordering::Acquire)
+                    || self.inbound.iter_mut().any(|c| !c.is_empty())
+                {
                     self.ctx.sleep.withdraw();
                     continue;
                 }
-                let timeout = self.ctx.timer.map(|t| t.saturating_duration_since(Instant::now()));
+                let timeout = self
+                    .ctx
+                    .timer
+                    .map(|t| t.saturating_duration_since(Instant::now()));
                 self.ctx.sleep.park(timeout);
             }
         }
@@ -390,7 +475,10 @@ impl AppThread {
         let status = unsafe { timer(rs, self.state) };
         self.ctx.callback = Callback::None;
         if status != 0 {
-            log::warn!("app {}: timer callback failed with status {status}", self.config.name);
+            log::warn!(
+                "app {}: timer callback failed with status {status}",
+                self.config.name
+            );
         }
     }
 }
@@ -413,7 +501,10 @@ fn dispatch(
         inbound::OPEN => match d.open.filter(|_| !config.no_open_cb) {
             Some(open) => {
                 let endpoint = &endpoints[usize::from(header.a)];
-                let protocol = header.b.checked_sub(1).and_then(|i| endpoint.subprotocols.get(i as usize));
+                let protocol = header
+                    .b
+                    .checked_sub(1)
+                    .and_then(|i| endpoint.subprotocols.get(i as usize));
                 let info = abi::rs_open_info {
                     endpoint_id: endpoint.endpoint_id,
                     url_path: endpoint.path.as_ptr().cast(),
@@ -431,7 +522,16 @@ fn dispatch(
             Some(read) => {
                 ctx.callback = Callback::Read;
                 // SAFETY: ABI v1 read: the payload stays in the ring until we return.
-                unsafe { read(rs, state, header.client, u32::from(header.msg_kind), payload.as_ptr(), payload.len()) }
+                unsafe {
+                    read(
+                        rs,
+                        state,
+                        header.client,
+                        u32::from(header.msg_kind),
+                        payload.as_ptr(),
+                        payload.len(),
+                    )
+                }
             }
             None => 0,
         },
@@ -451,7 +551,14 @@ fn dispatch(
     };
     ctx.callback = Callback::None;
     if header.kind == inbound::CLOSE {
-        ctx.push(worker_of(header.client), outbound::CLOSED, 0, outbound::TO_LIST, &[header.client], &[]);
+        ctx.push(
+            worker_of(header.client),
+            outbound::CLOSED,
+            0,
+            outbound::TO_LIST,
+            &[header.client],
+            &[],
+        );
     }
     if status != 0 && header.kind != inbound::CLOSE {
         log::warn!(
@@ -468,7 +575,11 @@ fn dispatch(
 ///
 /// # Errors
 /// [`Full`] if the ring has no room right now.
-pub(crate) fn push_inbound(producer: &mut Producer, header: inbound::Header, payload: &[u8]) -> Result<(), Full> {
+pub(crate) fn push_inbound(
+    producer: &mut Producer,
+    header: inbound::Header,
+    payload: &[u8],
+) -> Result<(), Full> {
     producer.try_push_with(inbound::HEADER + payload.len(), |buf| {
         header.write(&mut buf[..inbound::HEADER]);
         buf[inbound::HEADER..].copy_from_slice(payload);

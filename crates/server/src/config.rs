@@ -228,12 +228,18 @@ impl EndpointUrl {
         } else {
             return Err(format!("'{url}' does not start with ws:// or wss://"));
         };
-        let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+        let (authority, path) = rest
+            .find('/')
+            .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
         if path.contains(['?', '#']) {
-            return Err(format!("'{url}' has a query or fragment; endpoints are paths"));
+            return Err(format!(
+                "'{url}' has a query or fragment; endpoints are paths"
+            ));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or_else(|| format!("'{url}' has an unclosed '['"))?;
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("'{url}' has an unclosed '['"))?;
             (host, after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -245,11 +251,18 @@ impl EndpointUrl {
             return Err(format!("'{url}' has no host"));
         }
         let port = match port {
-            Some(p) => p.parse().map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("'{url}' has an invalid port '{p}'"))?,
             None if secure => 443,
             None => 80,
         };
-        Ok(EndpointUrl { secure, host: host.to_string(), port, path: path.to_string() })
+        Ok(EndpointUrl {
+            secure,
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+        })
     }
 }
 
@@ -284,14 +297,22 @@ impl Config {
                 message: inner.to_string(),
             }
         })?;
-        de.end().map_err(|e| ConfigError { file: path.to_path_buf(), key: None, message: e.to_string() })?;
+        de.end().map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            key: None,
+            message: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for app in &mut config.apps {
             if app.app_path.is_relative() {
                 app.app_path = base.join(&app.app_path);
             }
         }
-        config.validate().map_err(|(key, message)| ConfigError { file: path.to_path_buf(), key: Some(key), message })?;
+        config.validate().map_err(|(key, message)| ConfigError {
+            file: path.to_path_buf(),
+            key: Some(key),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -299,13 +320,20 @@ impl Config {
     pub fn ignored_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
         let root = [
-            ("max_ws_frame_chain_size", self.max_ws_frame_chain_size.is_some()),
+            (
+                "max_ws_frame_chain_size",
+                self.max_ws_frame_chain_size.is_some(),
+            ),
             ("worker_rbuf_size", self.worker_rbuf_size.is_some()),
             ("realloc_multiplier", self.realloc_multiplier.is_some()),
             ("owrefs_elem_c", self.owrefs_elem_c.is_some()),
             ("update_queue_size", self.update_queue_size.is_some()),
         ];
-        keys.extend(root.iter().filter(|(_, set)| *set).map(|(k, _)| k.to_string()));
+        keys.extend(
+            root.iter()
+                .filter(|(_, set)| *set)
+                .map(|(k, _)| k.to_string()),
+        );
         for (i, app) in self.apps.iter().enumerate() {
             if app.wbuf_size.is_some() {
                 keys.push(format!("apps[{i}].wbuf_size"));
@@ -320,7 +348,9 @@ impl Config {
     /// The worker count: `worker_c`, or the number of online CPUs if it is 0.
     pub fn workers(&self) -> usize {
         match self.worker_c {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_WORKERS),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_WORKERS),
             n => usize::from(n),
         }
     }
@@ -337,15 +367,19 @@ impl Config {
 
     /// Bytes that may wait unsent for one client.
     pub fn outbound_cap(&self) -> u64 {
-        self.max_outbound_buf_size.unwrap_or(self.max_ws_msg_size.saturating_mul(2).max(1 << 20))
+        self.max_outbound_buf_size
+            .unwrap_or(self.max_ws_msg_size.saturating_mul(2).max(1 << 20))
     }
 
     /// The app and endpoint (indices) serving `path` on `port`, if any.
     pub fn route(&self, port: u16, path: &str) -> Option<(usize, usize)> {
         self.apps.iter().enumerate().find_map(|(a, app)| {
-            app.endpoints.iter().position(|e| {
-                EndpointUrl::parse(&e.url).is_ok_and(|u| u.port == port && u.path == path)
-            }).map(|ep| (a, ep))
+            app.endpoints
+                .iter()
+                .position(|e| {
+                    EndpointUrl::parse(&e.url).is_ok_and(|u| u.port == port && u.path == path)
+                })
+                .map(|ep| (a, ep))
         })
     }
 
@@ -357,19 +391,43 @@ impl Config {
         if self.apps.is_empty() {
             return err("apps".into(), "at least one app is required".into());
         }
-        if !matches!(self.log_level.as_str(), "error" | "warning" | "notice" | "info" | "debug") {
-            return err("log_level".into(), format!("'{}' is not one of error, warning, notice, info, debug", self.log_level));
+        if !matches!(
+            self.log_level.as_str(),
+            "error" | "warning" | "notice" | "info" | "debug"
+        ) {
+            return err(
+                "log_level".into(),
+                format!(
+                    "'{}' is not one of error, warning, notice, info, debug",
+                    self.log_level
+                ),
+            );
         }
         if usize::from(self.worker_c) > MAX_WORKERS {
-            return err("worker_c".into(), format!("{} is more than the maximum of {MAX_WORKERS}", self.worker_c));
+            return err(
+                "worker_c".into(),
+                format!(
+                    "{} is more than the maximum of {MAX_WORKERS}",
+                    self.worker_c
+                ),
+            );
         }
         if self.fd_alloc_c < 64 {
-            return err("fd_alloc_c".into(), format!("{} is less than the minimum of 64", self.fd_alloc_c));
+            return err(
+                "fd_alloc_c".into(),
+                format!("{} is less than the minimum of 64", self.fd_alloc_c),
+            );
         }
         if !(125..=MAX_MSG).contains(&self.max_ws_msg_size) {
-            return err("max_ws_msg_size".into(), format!("{} is outside 125..={MAX_MSG}", self.max_ws_msg_size));
+            return err(
+                "max_ws_msg_size".into(),
+                format!("{} is outside 125..={MAX_MSG}", self.max_ws_msg_size),
+            );
         }
-        for (key, value) in [("inbound_ring_buf_size", self.inbound_ring_buf_size), ("outbound_ring_buf_size", self.outbound_ring_buf_size)] {
+        for (key, value) in [
+            ("inbound_ring_buf_size", self.inbound_ring_buf_size),
+            ("outbound_ring_buf_size", self.outbound_ring_buf_size),
+        ] {
             let min = min_ring_size(self.max_ws_msg_size);
             if let Some(v) = value {
                 if v < min as u64 || v > MAX_RING {
@@ -379,31 +437,56 @@ impl Config {
         }
         if let Some(cap) = self.max_outbound_buf_size {
             if cap < self.max_ws_msg_size + 14 {
-                return err("max_outbound_buf_size".into(), format!("{cap} is less than max_ws_msg_size + 14 (one whole frame)"));
+                return err(
+                    "max_outbound_buf_size".into(),
+                    format!("{cap} is less than max_ws_msg_size + 14 (one whole frame)"),
+                );
             }
         }
         if self.epoll_buf_elem_c == 0 || self.epoll_buf_elem_c > 65536 {
-            return err("epoll_buf_elem_c".into(), "must be between 1 and 65536".into());
+            return err(
+                "epoll_buf_elem_c".into(),
+                "must be between 1 and 65536".into(),
+            );
         }
-        for (key, v) in [("handshake_timeout", self.handshake_timeout), ("shutdown_wait_http", self.shutdown_wait_http), ("shutdown_wait_ws", self.shutdown_wait_ws)] {
+        for (key, v) in [
+            ("handshake_timeout", self.handshake_timeout),
+            ("shutdown_wait_http", self.shutdown_wait_http),
+            ("shutdown_wait_ws", self.shutdown_wait_ws),
+        ] {
             if v == 0 || v > 3600 {
                 return err(key.into(), format!("{v} is outside 1..=3600 seconds"));
             }
         }
         if !(256..=1 << 20).contains(&self.max_http_header_size) {
-            return err("max_http_header_size".into(), "must be between 256 and 1048576".into());
+            return err(
+                "max_http_header_size".into(),
+                "must be between 256 and 1048576".into(),
+            );
         }
         let mut port_numbers = HashMap::new();
         for (i, port) in self.ports.iter().enumerate() {
             if port.port_number == 0 {
                 return err(format!("ports[{i}].port_number"), "0 is not a port".into());
             }
-            if port_numbers.insert(port.port_number, port.is_unencrypted).is_some() {
-                return err(format!("ports[{i}].port_number"), format!("port {} is listed twice", port.port_number));
+            if port_numbers
+                .insert(port.port_number, port.is_unencrypted)
+                .is_some()
+            {
+                return err(
+                    format!("ports[{i}].port_number"),
+                    format!("port {} is listed twice", port.port_number),
+                );
             }
-            let families = [port.ipv4only, port.ipv6only, port.ipv4_is_embedded_in_ipv6].iter().filter(|b| **b).count();
+            let families = [port.ipv4only, port.ipv6only, port.ipv4_is_embedded_in_ipv6]
+                .iter()
+                .filter(|b| **b)
+                .count();
             if families > 1 {
-                return err(format!("ports[{i}]"), "ipv4only, ipv6only and ipv4_is_embedded_in_ipv6 are mutually exclusive".into());
+                return err(
+                    format!("ports[{i}]"),
+                    "ipv4only, ipv6only and ipv4_is_embedded_in_ipv6 are mutually exclusive".into(),
+                );
             }
             if (families > 0 || !port.interface.is_empty()) && !port.ip_addrs.is_empty() {
                 return err(format!("ports[{i}].ip_addrs"), "cannot be combined with interface, ipv4only, ipv6only or ipv4_is_embedded_in_ipv6".into());
@@ -412,11 +495,17 @@ impl Config {
         let mut hostnames = HashSet::new();
         for (i, cert) in self.certs.iter().enumerate() {
             if cert.hostnames.is_empty() {
-                return err(format!("certs[{i}].hostnames"), "at least one hostname is required".into());
+                return err(
+                    format!("certs[{i}].hostnames"),
+                    "at least one hostname is required".into(),
+                );
             }
             for (j, h) in cert.hostnames.iter().enumerate() {
                 if !hostnames.insert(h.to_ascii_lowercase()) {
-                    return err(format!("certs[{i}].hostnames[{j}]"), format!("'{h}' is listed twice"));
+                    return err(
+                        format!("certs[{i}].hostnames[{j}]"),
+                        format!("'{h}' is listed twice"),
+                    );
                 }
             }
         }
@@ -424,13 +513,22 @@ impl Config {
         let mut names = HashSet::new();
         for (a, app) in self.apps.iter().enumerate() {
             if app.name.is_empty() || app.name.chars().count() > 32 {
-                return err(format!("apps[{a}].name"), "must be 1 to 32 characters".into());
+                return err(
+                    format!("apps[{a}].name"),
+                    "must be 1 to 32 characters".into(),
+                );
             }
             if !names.insert(&app.name) {
-                return err(format!("apps[{a}].name"), format!("'{}' is used by another app", app.name));
+                return err(
+                    format!("apps[{a}].name"),
+                    format!("'{}' is used by another app", app.name),
+                );
             }
             if app.endpoints.is_empty() {
-                return err(format!("apps[{a}].endpoints"), "at least one endpoint is required".into());
+                return err(
+                    format!("apps[{a}].endpoints"),
+                    "at least one endpoint is required".into(),
+                );
             }
             for (e, ep) in app.endpoints.iter().enumerate() {
                 let key = format!("apps[{a}].endpoints[{e}].url");
@@ -438,8 +536,15 @@ impl Config {
                 match port_numbers.get(&url.port) {
                     None => return err(key, format!("port {} is not in ports", url.port)),
                     Some(&unencrypted) if unencrypted == url.secure => {
-                        let (want, is) = if url.secure { ("wss", "unencrypted") } else { ("ws", "encrypted (is_unencrypted is false)") };
-                        return err(key, format!("a {want}:// URL on port {}, which is {is}", url.port));
+                        let (want, is) = if url.secure {
+                            ("wss", "unencrypted")
+                        } else {
+                            ("ws", "encrypted (is_unencrypted is false)")
+                        };
+                        return err(
+                            key,
+                            format!("a {want}:// URL on port {}, which is {is}", url.port),
+                        );
                     }
                     Some(_) => {}
                 }
@@ -447,11 +552,24 @@ impl Config {
                     return err(key, "a wss:// URL needs at least one entry in certs".into());
                 }
                 if !routes.insert((url.port, url.path.clone())) {
-                    return err(key, format!("port {} path {} is served by another endpoint", url.port, url.path));
+                    return err(
+                        key,
+                        format!(
+                            "port {} path {} is served by another endpoint",
+                            url.port, url.path
+                        ),
+                    );
                 }
                 for (p, proto) in ep.subprotocols.iter().enumerate() {
-                    if proto.is_empty() || !proto.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)) {
-                        return err(format!("apps[{a}].endpoints[{e}].subprotocols[{p}]"), format!("'{proto}' is not an HTTP token"));
+                    if proto.is_empty()
+                        || !proto
+                            .bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+                    {
+                        return err(
+                            format!("apps[{a}].endpoints[{e}].subprotocols[{p}]"),
+                            format!("'{proto}' is not an HTTP token"),
+                        );
                     }
                 }
             }
@@ -502,22 +620,38 @@ mod tests {
     fn errors_name_file_and_key() {
         let bad_url = MINIMAL.replace("ws://localhost:8080/echo", "http://x/echo");
         let e = load(&bad_url).unwrap_err().to_string();
-        assert!(e.starts_with("/etc/test.json: apps[0].endpoints[0].url: "), "{e}");
-        let e = load(&MINIMAL.replace("\"port_number\":8080", "\"port_number\":\"x\"")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/test.json: apps[0].endpoints[0].url: "),
+            "{e}"
+        );
+        let e = load(&MINIMAL.replace("\"port_number\":8080", "\"port_number\":\"x\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ports[0].port_number"), "{e}");
-        let e = load(&MINIMAL.replace("\"is_unencrypted\"", "\"bogus\":1,\"is_unencrypted\"")).unwrap_err().to_string();
+        let e = load(&MINIMAL.replace("\"is_unencrypted\"", "\"bogus\":1,\"is_unencrypted\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ports[0]") && e.contains("bogus"), "{e}");
-        let e = load(&MINIMAL.replace("\"ports\"", "\"max_ws_msg_size\":5,\"ports\"")).unwrap_err().to_string();
+        let e = load(&MINIMAL.replace("\"ports\"", "\"max_ws_msg_size\":5,\"ports\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_ws_msg_size: 5 is outside"), "{e}");
-        let e = load(&MINIMAL.replace("8080/echo", "9000/echo")).unwrap_err().to_string();
+        let e = load(&MINIMAL.replace("8080/echo", "9000/echo"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port 9000 is not in ports"), "{e}");
-        let e = Config::load(Path::new("/nonexistent/rs.json")).unwrap_err().to_string();
+        let e = Config::load(Path::new("/nonexistent/rs.json"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("/nonexistent/rs.json: cannot read"), "{e}");
     }
 
     #[test]
     fn legacy_keys_and_comments_are_accepted() {
-        let json = MINIMAL.replace("\"ports\"", "// a comment\n\"realloc_multiplier\":1.5,\"worker_rbuf_size\":1000,\"ports\"");
+        let json = MINIMAL.replace(
+            "\"ports\"",
+            "// a comment\n\"realloc_multiplier\":1.5,\"worker_rbuf_size\":1000,\"ports\"",
+        );
         let c = load(&json).unwrap();
         assert_eq!(c.ignored_keys(), ["worker_rbuf_size", "realloc_multiplier"]);
     }
@@ -525,7 +659,10 @@ mod tests {
     #[test]
     fn endpoint_urls() {
         let u = EndpointUrl::parse("wss://[::1]/a/b").unwrap();
-        assert_eq!((u.secure, u.host.as_str(), u.port, u.path.as_str()), (true, "::1", 443, "/a/b"));
+        assert_eq!(
+            (u.secure, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "::1", 443, "/a/b")
+        );
         assert_eq!(EndpointUrl::parse("ws://h:81").unwrap().path, "/");
         assert!(EndpointUrl::parse("ws://h:x/").is_err());
         assert!(EndpointUrl::parse("ws:///p").is_err());

@@ -129,7 +129,12 @@ impl Server {
     /// # Errors
     /// [`StartError::Listen`] or [`StartError::Plugin`].
     pub fn prepare(config: Config) -> Result<Prepared, StartError> {
-        if let Some((i, _)) = config.ports.iter().enumerate().find(|(_, p)| !p.is_unencrypted) {
+        if let Some((i, _)) = config
+            .ports
+            .iter()
+            .enumerate()
+            .find(|(_, p)| !p.is_unencrypted)
+        {
             return Err(StartError::Unsupported(format!(
                 "ports[{i}]: TLS ports (is_unencrypted: false) are not supported by this build yet"
             )));
@@ -138,19 +143,28 @@ impl Server {
         let listeners = listener::bind_all(&config, workers)?;
         let mut plugins = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
-            let plugin = Plugin::load(&app.app_path)
-                .map_err(|source| StartError::Plugin { app_index: i, name: app.name.clone(), source })?;
+            let plugin = Plugin::load(&app.app_path).map_err(|source| StartError::Plugin {
+                app_index: i,
+                name: app.name.clone(),
+                source,
+            })?;
             log::info!("app {}: loaded {}", app.name, app.app_path.display());
             plugins.push(Arc::new(plugin));
         }
-        Ok(Prepared { config, listeners, plugins })
+        Ok(Prepared {
+            config,
+            listeners,
+            plugins,
+        })
     }
 }
 
 impl Prepared {
     /// The local address of each listener of the first worker (useful with port 0).
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.listeners.first().map_or_else(Vec::new, |l| l.iter().filter_map(|(s, _)| s.local_addr().ok()).collect())
+        self.listeners.first().map_or_else(Vec::new, |l| {
+            l.iter().filter_map(|(s, _)| s.local_addr().ok()).collect()
+        })
     }
 
     /// Creates the rings, runs every app's init on its own thread, then starts the
@@ -160,7 +174,11 @@ impl Prepared {
     /// [`StartError::AppInit`] if an init callback fails, [`StartError::Os`] if a thread
     /// or poll cannot be created.
     pub fn start(self) -> Result<Running, StartError> {
-        let Prepared { config, listeners, plugins } = self;
+        let Prepared {
+            config,
+            listeners,
+            plugins,
+        } = self;
         let workers = listeners.len();
         let stop = Arc::new(AtomicBool::new(false));
         let os = |what| move |source| StartError::Os { what, source };
@@ -169,8 +187,12 @@ impl Prepared {
         let mut links = Vec::new();
         for _ in 0..workers {
             let poll = mio::Poll::new().map_err(os("a poll instance"))?;
-            let waker = mio::Waker::new(poll.registry(), mio::Token(usize::MAX)).map_err(os("an eventfd waker"))?;
-            links.push(Arc::new(WorkerLink { sleep: SleepState::new(), waker }));
+            let waker = mio::Waker::new(poll.registry(), mio::Token(usize::MAX))
+                .map_err(os("an eventfd waker"))?;
+            links.push(Arc::new(WorkerLink {
+                sleep: SleepState::new(),
+                waker,
+            }));
             polls.push(poll);
         }
 
@@ -220,7 +242,9 @@ impl Prepared {
             init_results.push(rx);
         }
         for rx in init_results {
-            let result = rx.recv().unwrap_or_else(|_| Err("an app thread died during init".into()));
+            let result = rx
+                .recv()
+                .unwrap_or_else(|_| Err("an app thread died during init".into()));
             if let Err(e) = result {
                 stop.store(true, Ordering::Release);
                 for s in &app_sleeps {
@@ -260,7 +284,9 @@ impl Prepared {
             stop_wait: Duration::from_secs(config.shutdown_wait_ws.min(10).into()),
         };
         let mut worker_handles = Vec::new();
-        for (index, ((poll, worker_listeners), apps)) in polls.into_iter().zip(listeners).zip(pipes).enumerate() {
+        for (index, ((poll, worker_listeners), apps)) in
+            polls.into_iter().zip(listeners).zip(pipes).enumerate()
+        {
             let setup = worker::WorkerSetup {
                 index,
                 poll,
@@ -277,8 +303,17 @@ impl Prepared {
                 .map_err(os("a worker thread"))?;
             worker_handles.push(handle);
         }
-        log::info!("serving with {workers} workers and {} apps", config.apps.len());
-        Ok(Running { stop, workers: worker_handles, apps: app_handles, worker_links: links, app_sleeps })
+        log::info!(
+            "serving with {workers} workers and {} apps",
+            config.apps.len()
+        );
+        Ok(Running {
+            stop,
+            workers: worker_handles,
+            apps: app_handles,
+            worker_links: links,
+            app_sleeps,
+        })
     }
 }
 

@@ -10,7 +10,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 fn addresses(port: &PortConfig) -> Vec<(SocketAddr, bool)> {
     let n = port.port_number;
     if !port.ip_addrs.is_empty() {
-        return port.ip_addrs.iter().map(|ip| (SocketAddr::new(*ip, n), true)).collect();
+        return port
+            .ip_addrs
+            .iter()
+            .map(|ip| (SocketAddr::new(*ip, n), true))
+            .collect();
     }
     let v4 = (SocketAddr::from((Ipv4Addr::UNSPECIFIED, n)), true);
     let v6 = (SocketAddr::from((Ipv6Addr::UNSPECIFIED, n)), true);
@@ -26,7 +30,11 @@ fn addresses(port: &PortConfig) -> Vec<(SocketAddr, bool)> {
 }
 
 fn bind(addr: SocketAddr, v6only: bool, device: &str) -> std::io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), None)?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
@@ -45,23 +53,41 @@ fn bind(addr: SocketAddr, v6only: bool, device: &str) -> std::io::Result<std::ne
 /// # Errors
 /// The first address that cannot be bound. When no address list is given, an IPv6
 /// wildcard that the machine does not support is skipped with a warning.
-pub(crate) fn bind_all(config: &Config, workers: usize) -> Result<Vec<Vec<(std::net::TcpListener, u16)>>, StartError> {
+pub(crate) fn bind_all(
+    config: &Config,
+    workers: usize,
+) -> Result<Vec<Vec<(std::net::TcpListener, u16)>>, StartError> {
     let mut result: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, port) in config.ports.iter().enumerate() {
         let addrs = addresses(port);
-        let defaulted = port.ip_addrs.is_empty() && !port.ipv6only && !port.ipv4_is_embedded_in_ipv6;
+        let defaulted =
+            port.ip_addrs.is_empty() && !port.ipv6only && !port.ipv4_is_embedded_in_ipv6;
         for (addr, v6only) in addrs {
             let mut bound = Vec::new();
             for _ in 0..workers {
                 // Port 0 (tests): every worker must share the port the first one got.
-                let addr = bound.first().map_or(addr, |l: &std::net::TcpListener| l.local_addr().unwrap_or(addr));
+                let addr = bound.first().map_or(addr, |l: &std::net::TcpListener| {
+                    l.local_addr().unwrap_or(addr)
+                });
                 match bind(addr, v6only, &port.interface) {
                     Ok(l) => bound.push(l),
-                    Err(e) if defaulted && addr.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                        log::warn!("ports[{i}]: IPv6 is not available here; listening on IPv4 only");
+                    Err(e)
+                        if defaulted
+                            && addr.is_ipv6()
+                            && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+                    {
+                        log::warn!(
+                            "ports[{i}]: IPv6 is not available here; listening on IPv4 only"
+                        );
                         break;
                     }
-                    Err(source) => return Err(StartError::Listen { addr: addr.to_string(), port_index: i, source }),
+                    Err(source) => {
+                        return Err(StartError::Listen {
+                            addr: addr.to_string(),
+                            port_index: i,
+                            source,
+                        })
+                    }
                 }
             }
             for (w, l) in bound.into_iter().enumerate() {

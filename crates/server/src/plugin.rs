@@ -78,12 +78,16 @@ impl Plugin {
     /// # Errors
     /// A [`PluginError`] naming the path and what is wrong.
     pub fn load(path: &Path) -> Result<Plugin, PluginError> {
-        let open_err = |e: libloading::Error| PluginError::Open { path: path.to_path_buf(), reason: e.to_string() };
+        let open_err = |e: libloading::Error| PluginError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
         // SAFETY: loading a library runs its initialisers, i.e. foreign code. Plugin paths
         // come only from the configuration file, which the operator controls (it is
         // read as root before privileges are dropped). RTLD_NOW makes missing symbols
         // fail here rather than at the first call.
-        let library = unsafe { Library::open(Some(path.as_os_str()), RTLD_NOW | RTLD_LOCAL) }.map_err(open_err)?;
+        let library = unsafe { Library::open(Some(path.as_os_str()), RTLD_NOW | RTLD_LOCAL) }
+            .map_err(open_err)?;
         // SAFETY: we only take the symbol's address; nothing is read through it yet.
         let symbol = unsafe { library.get::<*const u8>(abi::DESCRIPTOR_SYMBOL) };
         let Ok(symbol) = symbol else {
@@ -94,11 +98,17 @@ impl Plugin {
             } else {
                 ""
             };
-            return Err(PluginError::MissingSymbol { path: path.to_path_buf(), hint });
+            return Err(PluginError::MissingSymbol {
+                path: path.to_path_buf(),
+                hint,
+            });
         };
         let descriptor = *symbol as *const abi::rs_app_descriptor;
         if descriptor.is_null() {
-            return Err(PluginError::MissingSymbol { path: path.to_path_buf(), hint: " (it is NULL)" });
+            return Err(PluginError::MissingSymbol {
+                path: path.to_path_buf(),
+                hint: " (it is NULL)",
+            });
         }
         // SAFETY: a data symbol of at least 8 bytes is what any plugin of any version
         // exports first (magic, version); only those are read before the checks.
@@ -107,18 +117,32 @@ impl Plugin {
             (words.read_unaligned(), words.add(1).read_unaligned())
         };
         if magic != abi::RS_ABI_MAGIC {
-            return Err(PluginError::BadMagic { path: path.to_path_buf(), magic });
+            return Err(PluginError::BadMagic {
+                path: path.to_path_buf(),
+                magic,
+            });
         }
         if version != abi::RS_ABI_VERSION {
-            return Err(PluginError::WrongVersion { path: path.to_path_buf(), found: version });
+            return Err(PluginError::WrongVersion {
+                path: path.to_path_buf(),
+                found: version,
+            });
         }
         // SAFETY: version 1 guarantees the third word is the declared size.
         let size = unsafe { descriptor.cast::<u32>().add(2).read_unaligned() };
         let expected = std::mem::size_of::<abi::rs_app_descriptor>();
         if (size as usize) < expected {
-            return Err(PluginError::Truncated { path: path.to_path_buf(), found: size, expected });
+            return Err(PluginError::Truncated {
+                path: path.to_path_buf(),
+                found: size,
+                expected,
+            });
         }
-        Ok(Plugin { path: path.to_path_buf(), descriptor, _library: library })
+        Ok(Plugin {
+            path: path.to_path_buf(),
+            descriptor,
+            _library: library,
+        })
     }
 
     /// The plugin's descriptor.

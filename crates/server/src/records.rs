@@ -75,7 +75,14 @@ pub(crate) mod outbound {
             HEADER + 8 * id_count + payload_len
         }
 
-        pub(crate) fn write(out: &mut [u8], op: u8, msg_kind: u8, target: u8, ids: &[u64], payloads: &[&[u8]]) {
+        pub(crate) fn write(
+            out: &mut [u8],
+            op: u8,
+            msg_kind: u8,
+            target: u8,
+            ids: &[u64],
+            payloads: &[&[u8]],
+        ) {
             out[0] = op;
             out[1] = msg_kind;
             out[2] = target;
@@ -95,7 +102,13 @@ pub(crate) mod outbound {
         pub(crate) fn read(rec: &'a [u8]) -> Record<'a> {
             let count = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]) as usize;
             let (ids, payload) = rec[HEADER..].split_at(8 * count);
-            Record { op: rec[0], msg_kind: rec[1], target: rec[2], ids, payload }
+            Record {
+                op: rec[0],
+                msg_kind: rec[1],
+                target: rec[2],
+                ids,
+                payload,
+            }
         }
 
         /// The target ids.
@@ -145,9 +158,19 @@ mod tests {
     fn outbound_round_trip_and_lookup() {
         let ids = [3u64, 9, 270, 1 << 40];
         let mut buf = vec![0; outbound::Record::len(ids.len(), 5)];
-        outbound::Record::write(&mut buf, outbound::SEND, 1, outbound::TO_ALL_EXCEPT, &ids, &[b"he", b"llo"]);
+        outbound::Record::write(
+            &mut buf,
+            outbound::SEND,
+            1,
+            outbound::TO_ALL_EXCEPT,
+            &ids,
+            &[b"he", b"llo"],
+        );
         let rec = outbound::Record::read(&buf);
-        assert_eq!((rec.op, rec.msg_kind, rec.target, rec.payload), (outbound::SEND, 1, outbound::TO_ALL_EXCEPT, &b"hello"[..]));
+        assert_eq!(
+            (rec.op, rec.msg_kind, rec.target, rec.payload),
+            (outbound::SEND, 1, outbound::TO_ALL_EXCEPT, &b"hello"[..])
+        );
         assert_eq!(rec.ids().collect::<Vec<_>>(), ids);
         for id in ids {
             assert!(rec.lists(id));
@@ -159,7 +182,13 @@ mod tests {
 
     #[test]
     fn inbound_round_trip() {
-        let h = inbound::Header { kind: inbound::CLOSE, msg_kind: 0, a: 1006, b: 7, client: client_id(3, 99) };
+        let h = inbound::Header {
+            kind: inbound::CLOSE,
+            msg_kind: 0,
+            a: 1006,
+            b: 7,
+            client: client_id(3, 99),
+        };
         let mut buf = [0; inbound::HEADER];
         h.write(&mut buf);
         assert_eq!(inbound::Header::read(&buf), h);

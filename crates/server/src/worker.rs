@@ -29,9 +29,20 @@ const READ_BUF: usize = 256 * 1024;
 
 /// A record that could not go into a full inbound ring yet, kept in order.
 enum Backlogged {
-    Open { client: u64, endpoint: u16, protocol: u32 },
-    Read { client: u64, kind: u8, data: Vec<u8> },
-    Close { client: u64, code: u16 },
+    Open {
+        client: u64,
+        endpoint: u16,
+        protocol: u32,
+    },
+    Read {
+        client: u64,
+        kind: u8,
+        data: Vec<u8>,
+    },
+    Close {
+        client: u64,
+        code: u16,
+    },
 }
 
 /// A worker's end of one app's ring pair.
@@ -50,7 +61,14 @@ pub(crate) struct AppPipe {
 
 impl AppPipe {
     pub(crate) fn new(inbound: Producer, outbound: Consumer, sleep: Arc<SleepState>) -> AppPipe {
-        AppPipe { inbound, outbound, sleep, backlog: VecDeque::new(), paused: Vec::new(), notify: false }
+        AppPipe {
+            inbound,
+            outbound,
+            sleep,
+            backlog: VecDeque::new(),
+            paused: Vec::new(),
+            notify: false,
+        }
     }
 
     /// Pushes a record, or backlogs it if the ring is full (or a backlog exists).
@@ -69,9 +87,20 @@ impl AppPipe {
             }
         }
         let entry = match header.kind {
-            inbound::OPEN => Backlogged::Open { client: header.client, endpoint: header.a, protocol: header.b },
-            inbound::READ => Backlogged::Read { client: header.client, kind: header.msg_kind, data: payload.to_vec() },
-            _ => Backlogged::Close { client: header.client, code: header.a },
+            inbound::OPEN => Backlogged::Open {
+                client: header.client,
+                endpoint: header.a,
+                protocol: header.b,
+            },
+            inbound::READ => Backlogged::Read {
+                client: header.client,
+                kind: header.msg_kind,
+                data: payload.to_vec(),
+            },
+            _ => Backlogged::Close {
+                client: header.client,
+                code: header.a,
+            },
         };
         self.backlog.push_back(entry);
         false
@@ -82,15 +111,40 @@ impl AppPipe {
     fn drain_backlog(&mut self) -> bool {
         while let Some(entry) = self.backlog.front() {
             let (header, payload): (inbound::Header, &[u8]) = match entry {
-                Backlogged::Open { client, endpoint, protocol } => {
-                    (inbound::Header { kind: inbound::OPEN, msg_kind: 0, a: *endpoint, b: *protocol, client: *client }, &[])
-                }
-                Backlogged::Read { client, kind, data } => {
-                    (inbound::Header { kind: inbound::READ, msg_kind: *kind, a: 0, b: 0, client: *client }, data)
-                }
-                Backlogged::Close { client, code } => {
-                    (inbound::Header { kind: inbound::CLOSE, msg_kind: 0, a: *code, b: 0, client: *client }, &[])
-                }
+                Backlogged::Open {
+                    client,
+                    endpoint,
+                    protocol,
+                } => (
+                    inbound::Header {
+                        kind: inbound::OPEN,
+                        msg_kind: 0,
+                        a: *endpoint,
+                        b: *protocol,
+                        client: *client,
+                    },
+                    &[],
+                ),
+                Backlogged::Read { client, kind, data } => (
+                    inbound::Header {
+                        kind: inbound::READ,
+                        msg_kind: *kind,
+                        a: 0,
+                        b: 0,
+                        client: *client,
+                    },
+                    data,
+                ),
+                Backlogged::Close { client, code } => (
+                    inbound::Header {
+                        kind: inbound::CLOSE,
+                        msg_kind: 0,
+                        a: *code,
+                        b: 0,
+                        client: *client,
+                    },
+                    &[],
+                ),
             };
             if push_inbound(&mut self.inbound, header, payload).is_err() {
                 self.inbound.set_waiting();
@@ -154,8 +208,15 @@ pub(crate) fn run(setup: WorkerSetup) {
     let mut listeners = Vec::new();
     for (i, (listener, port)) in setup.listeners.into_iter().enumerate() {
         let mut listener = TcpListener::from_std(listener);
-        if let Err(e) = setup.poll.registry().register(&mut listener, Token(usize::MAX - 1 - i), Interest::READABLE) {
-            log::error!("worker {}: cannot register listener on port {port}: {e}", setup.index);
+        if let Err(e) = setup.poll.registry().register(
+            &mut listener,
+            Token(usize::MAX - 1 - i),
+            Interest::READABLE,
+        ) {
+            log::error!(
+                "worker {}: cannot register listener on port {port}: {e}",
+                setup.index
+            );
             return;
         }
         listeners.push((listener, port));
@@ -203,7 +264,11 @@ impl Worker {
             }
             let timeout = self.next_timeout(now);
             self.link.sleep.announce();
-            let timeout = if self.apps.iter_mut().any(|a| !a.outbound.is_empty()) { Some(Duration::ZERO) } else { timeout };
+            let timeout = if self.apps.iter_mut().any(|a| !a.outbound.is_empty()) {
+                Some(Duration::ZERO)
+            } else {
+                timeout
+            };
             let polled = self.poll.poll(&mut events, timeout);
             self.link.sleep.withdraw();
             if let Err(e) = polled {
@@ -216,7 +281,9 @@ impl Worker {
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
-                    Token(t) if t >= usize::MAX - 1 - self.listeners.len() => self.accept(usize::MAX - 1 - t),
+                    Token(t) if t >= usize::MAX - 1 - self.listeners.len() => {
+                        self.accept(usize::MAX - 1 - t)
+                    }
                     Token(key) => {
                         if event.is_writable() {
                             self.flush(key);
@@ -241,7 +308,9 @@ impl Worker {
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 for key in keys {
                     match self.conns[key].phase {
-                        Phase::Open => self.close_conn(key, CloseCode::GOING_AWAY, "server shutting down"),
+                        Phase::Open => {
+                            self.close_conn(key, CloseCode::GOING_AWAY, "server shutting down")
+                        }
                         Phase::Handshake => self.remove(key),
                         _ => {}
                     }
@@ -255,9 +324,14 @@ impl Worker {
     }
 
     fn next_timeout(&mut self, now: Instant) -> Option<Duration> {
-        let mut t = self.timeouts.peek().map(|Reverse((at, _, _))| at.saturating_duration_since(now));
+        let mut t = self
+            .timeouts
+            .peek()
+            .map(|Reverse((at, _, _))| at.saturating_duration_since(now));
         if self.stopping.is_some() {
-            t = Some(t.map_or(Duration::from_millis(50), |t| t.min(Duration::from_millis(50))));
+            t = Some(t.map_or(Duration::from_millis(50), |t| {
+                t.min(Duration::from_millis(50))
+            }));
         }
         t
     }
@@ -275,9 +349,16 @@ impl Worker {
                 break;
             }
             self.timeouts.pop();
-            let live = self.conns.get(key).is_some_and(|c| c.serial == serial && c.deadline == Some(at));
+            let live = self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.serial == serial && c.deadline == Some(at));
             if live {
-                log::debug!("worker {}: connection {key} timed out in phase {:?}", self.index, self.conns[key].phase);
+                log::debug!(
+                    "worker {}: connection {key} timed out in phase {:?}",
+                    self.index,
+                    self.conns[key].phase
+                );
                 self.remove(key);
             }
         }
@@ -292,7 +373,10 @@ impl Worker {
             match listener.accept() {
                 Ok((mut stream, addr)) => {
                     if self.conns.len() >= self.limits.max_conns {
-                        log::debug!("worker {}: refusing {addr}: at the connection limit", self.index);
+                        log::debug!(
+                            "worker {}: refusing {addr}: at the connection limit",
+                            self.index
+                        );
                         let mut out = Vec::new();
                         HandshakeError::Unavailable.write_response(&mut out);
                         let _ = stream.write(&out);
@@ -303,9 +387,16 @@ impl Worker {
                     self.next_serial += 1;
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
-                    let registered = self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE);
+                    let registered = self.poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
                     if let Err(e) = registered {
-                        log::warn!("worker {}: cannot register connection from {addr}: {e}", self.index);
+                        log::warn!(
+                            "worker {}: cannot register connection from {addr}: {e}",
+                            self.index
+                        );
                         continue;
                     }
                     entry.insert(Conn::new(stream, serial, port, Instant::now()));
@@ -365,7 +456,11 @@ impl Worker {
                 }
             };
             let total = held + got;
-            let consumed = if conn.phase == Phase::Lingering { total } else { self.process(key, &mut rbuf[..total]) };
+            let consumed = if conn.phase == Phase::Lingering {
+                total
+            } else {
+                self.process(key, &mut rbuf[..total])
+            };
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.pending.extend_from_slice(&rbuf[consumed..total]);
                 if conn.pending.capacity() > 64 * 1024 && conn.pending.len() < 1024 {
@@ -413,18 +508,26 @@ impl Worker {
                 .ok_or(HandshakeError::NotFound)?;
             let (route_index, route) = route;
             if let Some(origin) = req.origin {
-                if !route.allowed_origins.iter().any(|o| o == "*" || o == origin) {
+                if !route
+                    .allowed_origins
+                    .iter()
+                    .any(|o| o == "*" || o == origin)
+                {
                     return Err(HandshakeError::OriginNotAllowed);
                 }
             }
             let protocol = req.select_protocol(&route.subprotocols);
-            let protocol_index = protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));
+            let protocol_index =
+                protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));
             write_accept_response(req.key, protocol, &mut conn.out);
             Ok((route_index, protocol_index))
         });
         match accepted {
             Ok((route_index, protocol_index)) => {
-                let (app, endpoint) = (self.routes[route_index].app, self.routes[route_index].endpoint);
+                let (app, endpoint) = (
+                    self.routes[route_index].app,
+                    self.routes[route_index].endpoint,
+                );
                 let id = client_id(self.index, self.next_seq);
                 self.next_seq += 1;
                 conn.id = id;
@@ -466,7 +569,11 @@ impl Worker {
             let step = match conn.rx.handle(&mut buf[off..]) {
                 Ok(step) => step,
                 Err(e) => {
-                    log::debug!("worker {}: client {} broke the protocol: {e}", self.index, conn.id);
+                    log::debug!(
+                        "worker {}: client {} broke the protocol: {e}",
+                        self.index,
+                        conn.id
+                    );
                     self.fail(key, e.close_code());
                     return buf.len();
                 }
@@ -480,7 +587,12 @@ impl Worker {
             };
             off += step.consumed;
             match event {
-                Event::Data { kind, chunk, first, last } => {
+                Event::Data {
+                    kind,
+                    chunk,
+                    first,
+                    last,
+                } => {
                     if conn.phase != Phase::Open {
                         continue; // after our close frame, data is discarded
                     }
@@ -599,7 +711,13 @@ impl Worker {
         if let Some(&moved) = list.get(slot) {
             self.conns[moved].app_slot = slot;
         }
-        let header = inbound::Header { kind: inbound::CLOSE, msg_kind: 0, a: code, b: 0, client: id };
+        let header = inbound::Header {
+            kind: inbound::CLOSE,
+            msg_kind: 0,
+            a: code,
+            b: 0,
+            client: id,
+        };
         self.apps[app].push(header, &[]);
     }
 
@@ -665,12 +783,32 @@ impl Worker {
 
     /// Handles every record the apps have queued for this worker.
     fn drain_outbound(&mut self) {
-        let Worker { apps, conns, ids, app_conns, dirty, deferred, limits, .. } = self;
+        let Worker {
+            apps,
+            conns,
+            ids,
+            app_conns,
+            dirty,
+            deferred,
+            limits,
+            ..
+        } = self;
         for (app, pipe) in apps.iter_mut().enumerate() {
             let mut handled = false;
             while pipe
                 .outbound
-                .pop_with(|rec| on_outbound(rec, app, conns, ids, &app_conns[app], dirty, deferred, limits.out_cap))
+                .pop_with(|rec| {
+                    on_outbound(
+                        rec,
+                        app,
+                        conns,
+                        ids,
+                        &app_conns[app],
+                        dirty,
+                        deferred,
+                        limits.out_cap,
+                    )
+                })
                 .is_some()
             {
                 handled = true;
@@ -682,7 +820,11 @@ impl Worker {
         for d in std::mem::take(&mut self.deferred).drain(..) {
             match d {
                 Deferred::Overflow(key) if self.conns.contains(key) => {
-                    log::debug!("worker {}: client {} exceeded the outbound buffer cap", self.index, self.conns[key].id);
+                    log::debug!(
+                        "worker {}: client {} exceeded the outbound buffer cap",
+                        self.index,
+                        self.conns[key].id
+                    );
                     self.close_conn(key, CloseCode::POLICY_VIOLATION, "outbound buffer full");
                 }
                 Deferred::AppClosed(key, code) if self.conns.contains(key) => {
@@ -774,7 +916,10 @@ fn on_outbound(
             let conn = &mut conns[key];
             if conn.phase == Phase::Open && conn.app == app {
                 queue_frame(conn, Opcode::Close, rec.payload);
-                let code = rec.payload.get(..2).map_or(1000, |c| u16::from_be_bytes([c[0], c[1]]));
+                let code = rec
+                    .payload
+                    .get(..2)
+                    .map_or(1000, |c| u16::from_be_bytes([c[0], c[1]]));
                 deferred.push(Deferred::AppClosed(key, code));
                 if !conn.dirty {
                     conn.dirty = true;
@@ -784,7 +929,11 @@ fn on_outbound(
         }
         return;
     }
-    let opcode = if rec.msg_kind == MessageKind::Text as u8 { Opcode::Text } else { Opcode::Binary };
+    let opcode = if rec.msg_kind == MessageKind::Text as u8 {
+        Opcode::Text
+    } else {
+        Opcode::Binary
+    };
     let mut header = [0; MAX_SERVER_HEADER_LEN];
     let n = encode_header(true, opcode, rec.payload.len() as u64, &mut header);
     let frame_len = n + rec.payload.len();

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# install.sh — build, install and start ringsocket on this machine (run as root).
+#
+#   ./install.sh              build release binaries, install them, create the ringsock
+#                             user, install /etc/ringsocket.json (never overwritten) and a
+#                             systemd unit, start the server, print how to connect
+#   ./install.sh --uninstall  stop the server and remove all of that but the config
+#
+# Idempotent: a second run with nothing changed changes nothing (files are compared
+# before they are copied; a running server is left running).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PREFIX=/usr/local
+BIN=$PREFIX/bin/ringsocket
+LIB=$PREFIX/lib/ringsocket
+CONF=/etc/ringsocket.json
+UNIT=/etc/systemd/system/ringsocket.service
+PIDFILE=/run/ringsocket.pid
+LOG=/var/log/ringsocket.log
+PLUGINS=(libecho.so libecho_c.so libbroadcast.so)
+
+say() { echo "install.sh: $*"; }
+die() { echo "install.sh: $*" >&2; exit 1; }
+[[ $EUID -eq 0 ]] || die "run as root (it installs to $PREFIX and /etc)"
+have_systemd() { [[ -d /run/systemd/system ]]; }
+
+running_pid() {
+  local pid
+  [[ -f $PIDFILE ]] && pid=$(cat "$PIDFILE") && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+stop_direct() {
+  local pid
+  pid=$(running_pid) || return 0
+  say "stopping ringsocket (pid $pid)"
+  kill -TERM "$pid"
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$PIDFILE"
+}
+
+if [[ ${1:-} == --uninstall ]]; then
+  if have_systemd && [[ -f $UNIT ]]; then
+    systemctl disable --now ringsocket.service || true
+    rm -f "$UNIT"
+    systemctl daemon-reload
+  fi
+  stop_direct
+  rm -f "$BIN"
+  rm -rf "$LIB"
+  if id ringsock >/dev/null 2>&1; then userdel ringsock; fi
+  say "uninstalled ($CONF is kept)"
+  exit 0
+fi
+[[ $# -eq 0 ]] || die "usage: ./install.sh [--uninstall]"
+
+# --- build ---------------------------------------------------------------------------
+command -v cargo >/dev/null || die "cargo is needed (install Rust with rustup)"
+if ! command -v cc >/dev/null; then
+  say "installing gcc (the C example app is compiled by the build)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev
+fi
+say "building (cargo build --release)"
+cargo build --release --workspace --locked --quiet
+
+# --- install files -------------------------------------------------------------------
+changed=0
+put() { # put MODE SRC DST: copy only if different
+  if ! cmp -s "$2" "$3"; then install -D -m "$1" "$2" "$3"; changed=1; say "installed $3"; fi
+}
+put 0755 target/release/ringsocket "$BIN"
+for p in "${PLUGINS[@]}"; do put 0644 "target/release/$p" "$LIB/$p"; done
+
+if [[ ! -e $CONF ]]; then
+  sed "s#\"target/release/#\"$LIB/#" ringsocket.json > "$CONF.new"
+  "$BIN" --check-config "$CONF.new" >/dev/null
+  mv "$CONF.new" "$CONF"
+  changed=1
+  say "installed $CONF"
+else
+  "$BIN" --check-config "$CONF" >/dev/null || die "$CONF is not valid (see above); fix it or move it away"
+fi
+
+if ! id ringsock >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ringsock
+  say "created system user ringsock"
+fi
+
+# --- start ---------------------------------------------------------------------------
+if have_systemd; then
+  unit=$(cat <<UNIT
+[Unit]
+Description=ringsocket WebSocket server
+After=network.target
+
+[Service]
+Type=simple
+ExecStart=$BIN --foreground --config $CONF
+ExecReload=/bin/kill -HUP \$MAINPID
+Restart=on-failure
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+)
+  if [[ ! -f $UNIT || $(cat "$UNIT") != "$unit" ]]; then
+    printf '%s\n' "$unit" > "$UNIT"
+    systemctl daemon-reload
+    changed=1
+  fi
+  systemctl enable --quiet ringsocket.service
+  if [[ $changed -eq 1 ]] || ! systemctl is-active --quiet ringsocket.service; then
+    systemctl restart ringsocket.service
+  fi
+  say "ringsocket runs under systemd (systemctl status ringsocket; journalctl -u ringsocket)"
+else
+  if [[ $changed -eq 1 ]] || ! running_pid >/dev/null; then
+    stop_direct
+    setsid "$BIN" --foreground --config "$CONF" >>"$LOG" 2>&1 < /dev/null &
+    echo $! > "$PIDFILE"
+    sleep 1
+    running_pid >/dev/null || { tail -n 20 "$LOG" >&2; die "ringsocket did not start (log: $LOG)"; }
+  fi
+  say "ringsocket runs as pid $(cat "$PIDFILE") (no systemd here; log: $LOG)"
+fi
+say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C) or /broadcast"

@@ -1,0 +1,377 @@
+//! Test harness: starts the real `ringsocket` binary on a generated configuration with
+//! real plugins, and talks to it over loopback sockets.
+//!
+//! The binary and plugins come from the same target directory as the test executable,
+//! so build the workspace first (`cargo build --workspace`; `tests/run` does it).
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>`: where the binary and the plugins are.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// The `ringsocket` binary under test.
+pub fn binary() -> PathBuf {
+    let path = target_dir().join("ringsocket");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A plugin built by the workspace, e.g. `plugin("echo")` → `libecho.so`.
+pub fn plugin(name: &str) -> PathBuf {
+    let path = target_dir().join(format!("lib{name}.so"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace` first",
+        path.display()
+    );
+    path
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates it.
+    pub fn new() -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rs-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// An `apps[]` entry for `plugin` served at `path` on `{port}` (filled in by [`Server`]).
+pub fn app(name: &str, plugin_name: &str, path: &str) -> Value {
+    json!({
+        "name": name,
+        "app_path": plugin(plugin_name),
+        "endpoints": [{"endpoint_id": 7, "url": format!("ws://127.0.0.1:{{port}}{path}"), "allowed_origins": ["*"]}]
+    })
+}
+
+/// A running `ringsocket --foreground` with its configuration and log.
+pub struct Server {
+    child: Option<Child>,
+    /// The port it serves.
+    pub port: u16,
+    /// Holds the configuration file.
+    pub dir: TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts the server with these `apps` (their URLs may say `{port}`) and extra root
+    /// keys, and waits until it accepts connections.
+    pub fn start(apps: Value, extra: Value) -> Server {
+        let port = free_port();
+        let mut config = json!({
+            "ports": [{"port_number": port, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}],
+            "apps": apps,
+            "log_level": "debug",
+            "worker_c": 2,
+        });
+        if let (Some(root), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                root.insert(k.clone(), v.clone());
+            }
+        }
+        let text = config.to_string().replace("{port}", &port.to_string());
+        let dir = TempDir::new();
+        let path = dir.0.join("ringsocket.json");
+        std::fs::write(&path, text).unwrap();
+        let mut child = Command::new(binary())
+            .args(["--foreground", "--config"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ringsocket starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let server = Server {
+            child: Some(child),
+            port,
+            dir,
+            log,
+        };
+        Self::wait_listening(server, Instant::now() + Duration::from_secs(15))
+    }
+
+    fn wait_listening(mut server: Server, deadline: Instant) -> Server {
+        loop {
+            if TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+                return server;
+            }
+            if let Ok(Some(status)) = server.child.as_mut().unwrap().try_wait() {
+                panic!(
+                    "ringsocket exited with {status} at start:\n{}",
+                    server.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ringsocket did not listen within 15 s:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// `ws://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A connected TCP socket with 10 s read/write timeouts.
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// A WebSocket client (tungstenite) connected to `path`.
+    pub fn connect(&self, path: &str) -> Client {
+        let stream = self.raw();
+        let (ws, _) =
+            tungstenite::client::client_with_config(self.url(path), stream, Some(client_config()))
+                .expect("handshake");
+        ws
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().unwrap().try_wait(), Ok(None))
+    }
+
+    /// Sends `signal` to the server process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.as_ref().unwrap().id();
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid as i32, signal) };
+    }
+
+    /// Waits (at most 20 s) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ringsocket did not exit within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A blocking tungstenite client.
+pub type Client = tungstenite::WebSocket<TcpStream>;
+
+/// Client limits big enough for the server's 16 MiB messages.
+pub fn client_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(64 << 20))
+}
+
+/// Runs the binary with `args` and returns its output (bounded to 30 s).
+pub fn run_binary(args: &[&str]) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ringsocket {args:?} did not exit within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Sends an upgrade request for `path` with `extra` header lines, and returns the whole
+/// HTTP response head (and body, for errors) as text.
+pub fn raw_handshake(stream: &mut TcpStream, path: &str, extra: &str) -> String {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    stream.write_all(req.as_bytes()).unwrap();
+    read_http_response(stream)
+}
+
+/// Reads an HTTP response head, plus its body if it has a Content-Length.
+pub fn read_http_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => buf.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    stream.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+/// Writes one masked client frame.
+pub fn send_frame(stream: &mut TcpStream, fin: bool, opcode: u8, payload: &[u8]) {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![(u8::from(fin) << 7) | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    stream.write_all(&frame).unwrap();
+}
+
+/// Reads one server frame: (fin, opcode, payload). Panics on EOF or timeout.
+pub fn read_frame(stream: &mut TcpStream) -> (bool, u8, Vec<u8>) {
+    let mut head = [0u8; 2];
+    stream.read_exact(&mut head).expect("a frame header");
+    assert_eq!(head[1] & 0x80, 0, "server frames are never masked");
+    let len = match head[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            stream.read_exact(&mut b).unwrap();
+            u64::from(u16::from_be_bytes(b))
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            stream.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b)
+        }
+        n => u64::from(n),
+    };
+    let mut payload = vec![0; len as usize];
+    stream.read_exact(&mut payload).unwrap();
+    (head[0] & 0x80 != 0, head[0] & 0x0f, payload)
+}
+
+/// Reads frames until a close frame and returns its code (None for an empty payload).
+pub fn read_close(stream: &mut TcpStream) -> Option<u16> {
+    loop {
+        let (_, opcode, payload) = read_frame(stream);
+        if opcode == 8 {
+            return (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
+        }
+    }
+}
+
+/// Whether the peer closed the TCP connection (EOF) within 10 s.
+pub fn reads_eof(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit.
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid rlimit struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+}
