@@ -264,11 +264,7 @@ mod tests {
     /// each carrying its sequence number and a checksum.
     #[test]
     fn stress_random_sizes_with_checksums() {
-        let records: u64 = if cfg!(debug_assertions) {
-            300_000
-        } else {
-            3_000_000
-        };
+        let records: u64 = 2_000_000;
         let (mut p, mut c) = channel(4096);
         let max = p.max_record_len();
         let producer = std::thread::spawn(move || {
