@@ -218,3 +218,20 @@ fn many_small_messages_arrive_in_order() {
     }
     sender.join().unwrap();
 }
+
+#[test]
+fn broadcast_app_sends_every_message_to_every_client() {
+    let s = Server::start(
+        json!([app("broadcast", "broadcast", "/broadcast")]),
+        json!({"worker_c": 2}),
+    );
+    let mut clients: Vec<Client> = (0..8).map(|_| s.connect("/broadcast")).collect();
+    clients[3].send(Message::text("to all")).unwrap();
+    for (i, c) in clients.iter_mut().enumerate() {
+        assert_eq!(c.read().unwrap(), Message::text("to all"), "client {i}");
+    }
+    clients[0].send(Message::binary(vec![1, 2, 3])).unwrap();
+    for c in clients.iter_mut() {
+        assert_eq!(c.read().unwrap(), Message::binary(vec![1, 2, 3]));
+    }
+}

@@ -361,3 +361,34 @@ mod tests {
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Arbitrary bytes, and mutations of a valid request, never panic the parser.
+        #[test]
+        fn arbitrary_requests_never_panic(data in proptest::collection::vec(any::<u8>(), 0..400),
+                                          at in 0usize..300, byte in any::<u8>()) {
+            let _ = parse_request(&data);
+            let mut good = tests_good().into_bytes();
+            let at = at.min(good.len() - 1);
+            good[at] = byte;
+            if let Ok(Some((req, _))) = parse_request(&good) {
+                let _ = req.select_protocol(&["chat"]);
+                let mut out = Vec::new();
+                write_accept_response(req.key, None, &mut out);
+            }
+        }
+    }
+
+    fn tests_good() -> String {
+        "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+            .to_string()
+    }
+}

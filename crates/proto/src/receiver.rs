@@ -447,3 +447,41 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Arbitrary bytes, in arbitrary pieces, never panic the receiver and never make
+        /// it report more payload than it was given.
+        #[test]
+        fn arbitrary_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..600), piece in 1usize..64) {
+            let mut rx = Receiver::new(300);
+            let mut pending: Vec<u8> = Vec::new();
+            let mut delivered = 0usize;
+            'outer: for read in data.chunks(piece) {
+                pending.extend_from_slice(read);
+                let mut off = 0;
+                loop {
+                    match rx.handle(&mut pending[off..]) {
+                        Err(_) => break 'outer,
+                        Ok(step) => {
+                            if let Some(Event::Data { chunk, .. }) = &step.event {
+                                delivered += chunk.len();
+                            }
+                            if step.consumed == 0 && step.event.is_none() {
+                                break;
+                            }
+                            off += step.consumed;
+                        }
+                    }
+                }
+                pending.drain(..off);
+            }
+            prop_assert!(delivered <= data.len());
+        }
+    }
+}

@@ -230,12 +230,14 @@ impl Prepared {
             let handle = std::thread::Builder::new()
                 .name(format!("rs-app-{}", config.apps[a].name))
                 .spawn(move || {
-                    let result = thread.init();
-                    let ok = result.is_ok();
-                    let _ = tx.send(result);
-                    if ok {
-                        thread.run();
-                    }
+                    abort_on_panic("app thread", move || {
+                        let result = thread.init();
+                        let ok = result.is_ok();
+                        let _ = tx.send(result);
+                        if ok {
+                            thread.run();
+                        }
+                    })
                 })
                 .map_err(os("an app thread"))?;
             app_handles.push(handle);
@@ -299,7 +301,7 @@ impl Prepared {
             };
             let handle = std::thread::Builder::new()
                 .name(format!("rs-worker-{index}"))
-                .spawn(move || worker::run(setup))
+                .spawn(move || abort_on_panic("worker", move || worker::run(setup)))
                 .map_err(os("a worker thread"))?;
             worker_handles.push(handle);
         }
@@ -314,6 +316,16 @@ impl Prepared {
             worker_links: links,
             app_sleeps,
         })
+    }
+}
+
+/// Runs a server thread's body; a panic there is a bug in ringsocket, and a process
+/// with a dead worker or app thread would silently stop serving some clients, so it is
+/// logged and the process aborts (a supervisor such as systemd restarts it).
+fn abort_on_panic(what: &str, body: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+        log::error!("a {what} panicked; aborting");
+        std::process::abort();
     }
 }
 
