@@ -7,7 +7,8 @@
 #   ./install.sh --uninstall  stop the server and remove all of that but the config
 #
 # Idempotent: a second run with nothing changed changes nothing (files are compared
-# before they are copied; a running server is left running).
+# before they are copied; a running server is left running). Without systemd the daemon
+# is managed through its default PID file, /run/ringsocket/ringsocket.pid.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,8 +17,7 @@ BIN=$PREFIX/bin/ringsocket
 LIB=$PREFIX/lib/ringsocket
 CONF=/etc/ringsocket.json
 UNIT=/etc/systemd/system/ringsocket.service
-PIDFILE=/run/ringsocket.pid
-LOG=/var/log/ringsocket.log
+PIDFILE=/run/ringsocket/ringsocket.pid   # the daemon's default pid_file
 PLUGINS=(libecho.so libecho_c.so libbroadcast.so)
 
 say() { echo "install.sh: $*"; }
@@ -117,11 +117,10 @@ UNIT
 else
   if [[ $changed -eq 1 ]] || ! running_pid >/dev/null; then
     stop_direct
-    setsid "$BIN" --foreground --config "$CONF" >>"$LOG" 2>&1 < /dev/null &
-    echo $! > "$PIDFILE"
-    sleep 1
-    running_pid >/dev/null || { tail -n 20 "$LOG" >&2; die "ringsocket did not start (log: $LOG)"; }
+    # The daemon reports start-up errors here and exits non-zero if it cannot serve.
+    "$BIN" --config "$CONF" || die "ringsocket did not start"
   fi
-  say "ringsocket runs as pid $(cat "$PIDFILE") (no systemd here; log: $LOG)"
+  say "ringsocket runs as pid $(cat "$PIDFILE") (no systemd here; it logs to syslog)"
 fi
+[[ $changed -eq 1 ]] || say "nothing changed"
 say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C) or /broadcast"

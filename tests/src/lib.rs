@@ -105,9 +105,15 @@ impl Server {
     /// Starts the server with these `apps` (their URLs may say `{port}`) and extra root
     /// keys, and waits until it accepts connections.
     pub fn start(apps: Value, extra: Value) -> Server {
+        Self::start_on(true, apps, extra)
+    }
+
+    /// Like [`Server::start`], but the port is plain (`ws://`) only if `plain`; a TLS
+    /// port needs `certs` in `extra`.
+    pub fn start_on(plain: bool, apps: Value, extra: Value) -> Server {
         let port = free_port();
         let mut config = json!({
-            "ports": [{"port_number": port, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}],
+            "ports": [{"port_number": port, "is_unencrypted": plain, "ip_addrs": ["127.0.0.1"]}],
             "apps": apps,
             "log_level": "debug",
             "worker_c": 2,

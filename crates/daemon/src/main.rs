@@ -1,14 +1,23 @@
-//! `ringsocket`: the daemon binary. Parses the command line, loads the configuration,
-//! sets up logging, starts the server and stops it on SIGTERM/SIGINT.
+//! `ringsocket`: the daemon binary.
+//!
+//! Start-up order (all before any thread exists, so privilege changes apply to the
+//! whole process): load the configuration → narrow capabilities (as root) → raise
+//! RLIMIT_NOFILE → bind every listener and load every plugin → daemonize (unless
+//! `--foreground`) → switch to the configured user and drop every capability → start
+//! the app threads (their init runs now) and the workers → report ready. Errors up to
+//! "ready" reach the terminal, even as a daemon, and set the exit status.
 
 mod logger;
+mod privileges;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
 use ringsocket_server::config::{Config, DEFAULT_PATH};
 use ringsocket_server::Server;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// A lockless, multi-threaded WebSocket server that runs app plugins.
 #[derive(Debug, Parser)]
@@ -17,7 +26,7 @@ struct Args {
     /// The configuration file.
     #[arg(long, short, value_name = "PATH", default_value = DEFAULT_PATH)]
     config: PathBuf,
-    /// Stay in the foreground and log to stderr (for development and tests).
+    /// Stay in the foreground and log to stderr (for development, tests and systemd).
     #[arg(long, short)]
     foreground: bool,
     /// Validate the configuration (PATH, or --config) and exit: 0 if valid, 2 if not.
@@ -30,26 +39,44 @@ const EXIT_CONFIG: u8 = 2;
 /// Exit status for any other start-up failure.
 const EXIT_START: u8 = 1;
 
+/// How start-up reports to whoever launched it: stderr in the foreground; a pipe to the
+/// waiting parent process for a daemon (whose stderr is /dev/null).
+enum Reporter {
+    Foreground,
+    Daemon(std::fs::File),
+}
+
+impl Reporter {
+    fn warn(&mut self, msg: &str) {
+        log::warn!("{msg}");
+        if let Reporter::Daemon(pipe) = self {
+            let _ = writeln!(pipe, "warning: {msg}");
+        }
+    }
+
+    /// Logs `msg` as the reason start-up failed, tells the launcher, and returns `code`.
+    fn fail(&mut self, code: u8, msg: &str) -> ExitCode {
+        log::error!("{msg}");
+        match self {
+            Reporter::Foreground => eprintln!("ringsocket: {msg}"),
+            Reporter::Daemon(pipe) => {
+                let _ = writeln!(pipe, "error {code}: {msg}");
+            }
+        }
+        ExitCode::from(code)
+    }
+
+    fn ready(self) {
+        if let Reporter::Daemon(mut pipe) = self {
+            let _ = writeln!(pipe, "ready");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = args.check_config {
-        let path = path.unwrap_or(args.config);
-        return match Config::load(&path) {
-            Ok(config) => {
-                for key in config.ignored_keys() {
-                    println!(
-                        "{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)",
-                        path.display()
-                    );
-                }
-                println!("{}: configuration is valid", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("ringsocket: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        };
+        return check_config(&path.unwrap_or(args.config));
     }
     let config = match Config::load(&args.config) {
         Ok(config) => config,
@@ -59,9 +86,7 @@ fn main() -> ExitCode {
         }
     };
     logger::init(&config.log_level);
-    if !args.foreground {
-        log::warn!("daemon mode is not implemented yet; staying in the foreground");
-    }
+    let mut report = Reporter::Foreground;
     for key in config.ignored_keys() {
         log::info!(
             "{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)",
@@ -69,29 +94,216 @@ fn main() -> ExitCode {
         );
     }
 
-    // Block the stop signals before any thread starts, so every thread inherits the
-    // mask and only the main thread's sigwait sees them.
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGINT);
-    if let Err(e) = signals.thread_block() {
-        log::error!("cannot block signals: {e}");
-        return ExitCode::from(EXIT_START);
+    // Privileged part: narrow the capabilities, raise the file limit, bind, load.
+    let target = if privileges::is_root() {
+        let target = match privileges::resolve(&config.user, &config.group, config.allow_root_apps)
+        {
+            Ok(target) => target,
+            Err(e) => return report.fail(EXIT_CONFIG, &format!("{}: {e}", args.config.display())),
+        };
+        let bind_device = config.ports.iter().any(|p| !p.interface.is_empty());
+        match privileges::keep_startup_caps(bind_device) {
+            Ok(missing) if !missing.is_empty() => {
+                log::info!("running without {missing:?}: the related start-up steps may be limited")
+            }
+            Ok(_) => {}
+            Err(e) => return report.fail(EXIT_START, &e),
+        }
+        Some(target)
+    } else {
+        log::info!(
+            "started as uid {} (not root): not switching to user '{}' and not dropping capabilities; \
+             ports below 1024 need CAP_NET_BIND_SERVICE",
+            nix::unistd::Uid::effective(),
+            config.user
+        );
+        None
+    };
+    match privileges::raise_nofile(config.fd_alloc_c.into()) {
+        Ok(limit) if limit < u64::from(config.fd_alloc_c) => report.warn(&format!(
+            "the open-file limit is {limit}, below fd_alloc_c ({}); connections beyond it will be refused",
+            config.fd_alloc_c
+        )),
+        Ok(_) => {}
+        Err(e) => report.warn(&e),
+    }
+    let pid_file = config.pid_file.clone();
+    let shutdown_timeout = Duration::from_secs(config.shutdown_timeout.into());
+    let prepared = match Server::prepare(config) {
+        Ok(prepared) => prepared,
+        Err(e) => return report.fail(EXIT_START, &e.to_string()),
+    };
+
+    if !args.foreground {
+        match daemonize(&pid_file, target.as_ref()) {
+            Ok(Some(pipe)) => report = Reporter::Daemon(pipe),
+            Ok(None) => unreachable!("the parent process exits in daemonize"),
+            Err(e) => return report.fail(EXIT_START, &e),
+        }
+        if let Err(e) = logger::use_syslog() {
+            report.warn(&format!(
+                "cannot log to syslog ({e}); log lines are dropped"
+            ));
+        }
     }
 
-    let running = match Server::prepare(config).and_then(|p| p.start()) {
-        Ok(running) => running,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("ringsocket: {e}");
-            return ExitCode::from(EXIT_START);
-        }
-    };
-    match signals.wait() {
-        Ok(signal) => log::info!("received {signal}; closing every connection and stopping"),
-        Err(e) => log::error!("sigwait failed: {e}; stopping"),
+    // Every thread inherits this mask, so only the main thread's sigwait sees them.
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(signal);
     }
+    if let Err(e) = signals.thread_block() {
+        return report.fail(EXIT_START, &format!("cannot block signals: {e}"));
+    }
+    if let Some(target) = &target {
+        if let Err(e) = privileges::drop_to(target) {
+            return report.fail(EXIT_START, &format!("cannot drop privileges: {e}"));
+        }
+        log::info!(
+            "running as user {} (uid {}, gid {}) with no capabilities",
+            target.user,
+            target.uid,
+            target.gid
+        );
+    }
+    let running = match prepared.start() {
+        Ok(running) => running,
+        Err(e) => return report.fail(EXIT_START, &e.to_string()),
+    };
+    report.ready();
+
+    loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => reload(&args.config),
+            Ok(signal) => {
+                log::info!("received {signal}; closing every connection and stopping");
+                break;
+            }
+            Err(e) => {
+                log::error!("sigwait failed: {e}; stopping");
+                break;
+            }
+        }
+    }
+    // Bound the stop even if an app callback never returns.
+    std::thread::spawn(move || {
+        std::thread::sleep(shutdown_timeout + Duration::from_secs(2));
+        log::warn!("stop took longer than shutdown_timeout; exiting anyway");
+        std::process::exit(0);
+    });
     running.stop();
+    if !args.foreground {
+        let _ = std::fs::remove_file(&pid_file);
+    }
     log::info!("stopped");
     ExitCode::SUCCESS
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            for key in config.ignored_keys() {
+                println!(
+                    "{}: {key}: ignored (a RingSocket 1 tuning key ringsocket does not use)",
+                    path.display()
+                );
+            }
+            println!("{}: configuration is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ringsocket: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// SIGHUP: reopen the log, and apply what can change safely at run time (`log_level`).
+fn reload(path: &Path) {
+    logger::reopen();
+    match Config::load(path) {
+        Ok(config) => {
+            log::set_max_level(logger::level_filter(&config.log_level));
+            log::info!(
+                "SIGHUP: log reopened; log_level is now {} (other changes need a restart)",
+                config.log_level
+            );
+        }
+        Err(e) => log::error!("SIGHUP: keeping the running configuration: {e}"),
+    }
+}
+
+/// Forks into the background. In the parent, waits for the daemon's start-up report,
+/// prints it and exits with its status; in the daemon, returns the report pipe.
+fn daemonize(
+    pid_file: &Path,
+    owner: Option<&privileges::Target>,
+) -> Result<Option<std::fs::File>, String> {
+    let created_dir = match pid_file.parent().filter(|d| !d.exists()) {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("pid_file: cannot create {}: {e}", dir.display()))?;
+            Some(dir)
+        }
+        None => None,
+    };
+    let (read_end, write_end) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let outcome = daemonize::Daemonize::new()
+        .pid_file(pid_file)
+        .working_directory("/")
+        .umask(0o022)
+        .execute();
+    match outcome {
+        daemonize::Outcome::Parent(result) => {
+            drop(write_end);
+            if let Err(e) = result {
+                eprintln!("ringsocket: cannot daemonize: {e}");
+                std::process::exit(EXIT_START.into());
+            }
+            let mut status = EXIT_START;
+            let mut said_anything = false;
+            for line in BufReader::new(std::fs::File::from(read_end))
+                .lines()
+                .map_while(Result::ok)
+            {
+                said_anything = true;
+                if line == "ready" {
+                    status = 0;
+                } else if let Some(rest) = line.strip_prefix("error ") {
+                    let (code, msg) = rest.split_once(": ").unwrap_or(("1", rest));
+                    status = code.parse().unwrap_or(EXIT_START);
+                    eprintln!("ringsocket: {msg}");
+                } else {
+                    eprintln!("ringsocket: {line}");
+                }
+            }
+            if !said_anything {
+                eprintln!("ringsocket: the daemon exited during start-up");
+            }
+            std::process::exit(status.into());
+        }
+        daemonize::Outcome::Child(result) => {
+            drop(read_end);
+            let mut pipe = std::fs::File::from(write_end);
+            if let Err(e) = result {
+                let _ = writeln!(
+                    pipe,
+                    "error {EXIT_START}: cannot daemonize (PID file {}): {e}",
+                    pid_file.display()
+                );
+                std::process::exit(EXIT_START.into());
+            }
+            if let Some(owner) = owner {
+                // A directory we created becomes the user's, so the daemon can remove
+                // its PID file at exit after dropping root.
+                for path in [Some(pid_file), created_dir].into_iter().flatten() {
+                    if let Err(e) = nix::unistd::chown(path, Some(owner.uid), Some(owner.gid)) {
+                        let _ = writeln!(pipe, "warning: cannot chown {}: {e}", path.display());
+                    }
+                }
+            }
+            Ok(Some(pipe))
+        }
+    }
 }

@@ -73,6 +73,21 @@ pub struct Config {
     /// Bytes that may wait unsent for one client before it is closed with 1008.
     #[serde(default)]
     pub max_outbound_buf_size: Option<u64>,
+    /// The user to run as once ports are bound and plugins loaded (when started as root).
+    #[serde(default = "defaults::user")]
+    pub user: String,
+    /// The group to run as; empty means the user's primary group.
+    #[serde(default)]
+    pub group: String,
+    /// Allow `user` to be root, so that plugins run as root.
+    #[serde(default)]
+    pub allow_root_apps: bool,
+    /// Where the daemon writes its PID (not in `--foreground` mode).
+    #[serde(default = "defaults::pid_file")]
+    pub pid_file: PathBuf,
+    /// Seconds a SIGTERM/SIGINT stop may take before the process exits anyway.
+    #[serde(default = "defaults::shutdown_timeout")]
+    pub shutdown_timeout: u32,
 
     /// RingSocket 1 tuning key, no longer used.
     #[serde(default)]
@@ -200,6 +215,15 @@ mod defaults {
     pub(super) fn max_http_header_size() -> u32 {
         8192
     }
+    pub(super) fn user() -> String {
+        "ringsock".into()
+    }
+    pub(super) fn pid_file() -> std::path::PathBuf {
+        "/run/ringsocket/ringsocket.pid".into()
+    }
+    pub(super) fn shutdown_timeout() -> u32 {
+        10
+    }
 }
 
 /// A parsed `ws[s]://host[:port]/path` endpoint URL.
@@ -302,7 +326,11 @@ impl Config {
             key: None,
             message: e.to_string(),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
         for app in &mut config.apps {
             if app.app_path.is_relative() {
                 app.app_path = base.join(&app.app_path);

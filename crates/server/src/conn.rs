@@ -2,6 +2,8 @@
 
 use mio::net::TcpStream;
 use ringsocket_proto::Receiver;
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
 use std::time::Instant;
 
 /// Where a connection is in its life. Transitions only go down this list.
@@ -27,6 +29,8 @@ pub(crate) enum Phase {
 /// A client connection owned by one worker.
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
+    /// The TLS session, on `wss://` ports.
+    pub(crate) tls: Option<Box<rustls::ServerConnection>>,
     /// Unique per worker for the process's life; tells reused slab keys apart.
     pub(crate) serial: u64,
     /// The local port it came in on (for routing).
@@ -59,9 +63,16 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, serial: u64, port: u16, deadline: Instant) -> Conn {
+    pub(crate) fn new(
+        stream: TcpStream,
+        tls: Option<Box<rustls::ServerConnection>>,
+        serial: u64,
+        port: u16,
+        deadline: Instant,
+    ) -> Conn {
         Conn {
             stream,
+            tls,
             serial,
             port,
             phase: Phase::Handshake,
@@ -83,6 +94,84 @@ impl Conn {
     /// Bytes queued but not yet written.
     pub(crate) fn unsent(&self) -> usize {
         self.out.len() - self.out_pos
+    }
+
+    /// Reads application bytes (decrypted on TLS connections) into `buf`.
+    /// `Ok(0)` is the end of the stream; `WouldBlock` means wait for readiness.
+    pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return self.stream.read(buf);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if tls.read_tls(&mut self.stream)? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Last gasp: send the alert that explains the failure.
+                let _ = tls.write_tls(&mut self.stream);
+                return Err(std::io::Error::new(ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    /// Whether there is anything to write: queued bytes, or TLS records (handshake
+    /// messages, alerts) rustls wants to send.
+    pub(crate) fn wants_write(&self) -> bool {
+        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes queued bytes (through TLS where there is TLS) until done or the socket
+    /// would block. Returns whether everything was written.
+    pub(crate) fn write_out(&mut self) -> std::io::Result<bool> {
+        let Some(tls) = self.tls.as_mut() else {
+            while self.out_pos < self.out.len() {
+                match self.stream.write(&self.out[self.out_pos..]) {
+                    Ok(n) => self.out_pos += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(true);
+        };
+        loop {
+            let mut moved = 0;
+            if self.out_pos < self.out.len() {
+                // rustls takes what fits its buffer limit (it never grows unbounded).
+                moved = tls.writer().write(&self.out[self.out_pos..])?;
+                self.out_pos += moved;
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.out_pos == self.out.len() {
+                return Ok(true);
+            }
+            if moved == 0 {
+                // Plaintext cannot go out before the TLS handshake completes; the read
+                // side marks the connection for flushing when it does.
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Ends the write side: a TLS close_notify (best effort), then a TCP FIN.
+    pub(crate) fn shutdown_write(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut self.stream);
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
     }
 }
 

@@ -22,6 +22,7 @@ mod app;
 mod conn;
 mod listener;
 mod records;
+mod tls;
 mod worker;
 
 use config::{Config, EndpointUrl};
@@ -58,6 +59,16 @@ pub enum StartError {
     /// An app's init callback failed.
     #[error("{0}")]
     AppInit(String),
+    /// A TLS certificate or key cannot be used.
+    #[error("{key}: {file}: {reason}")]
+    Tls {
+        /// The configuration key naming the file.
+        key: String,
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
@@ -109,7 +120,8 @@ pub struct Server;
 /// A server whose sockets are bound and plugins loaded, not yet running.
 pub struct Prepared {
     config: Config,
-    listeners: Vec<Vec<(std::net::TcpListener, u16)>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    listeners: Vec<Vec<listener::Listener>>,
     plugins: Vec<Arc<Plugin>>,
 }
 
@@ -129,16 +141,7 @@ impl Server {
     /// # Errors
     /// [`StartError::Listen`] or [`StartError::Plugin`].
     pub fn prepare(config: Config) -> Result<Prepared, StartError> {
-        if let Some((i, _)) = config
-            .ports
-            .iter()
-            .enumerate()
-            .find(|(_, p)| !p.is_unencrypted)
-        {
-            return Err(StartError::Unsupported(format!(
-                "ports[{i}]: TLS ports (is_unencrypted: false) are not supported by this build yet"
-            )));
-        }
+        let tls = tls::server_config(&config)?;
         let workers = config.workers();
         let listeners = listener::bind_all(&config, workers)?;
         let mut plugins = Vec::new();
@@ -155,6 +158,7 @@ impl Server {
             config,
             listeners,
             plugins,
+            tls,
         })
     }
 }
@@ -163,7 +167,9 @@ impl Prepared {
     /// The local address of each listener of the first worker (useful with port 0).
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.listeners.first().map_or_else(Vec::new, |l| {
-            l.iter().filter_map(|(s, _)| s.local_addr().ok()).collect()
+            l.iter()
+                .filter_map(|l| l.socket.local_addr().ok())
+                .collect()
         })
     }
 
@@ -178,6 +184,7 @@ impl Prepared {
             config,
             listeners,
             plugins,
+            tls,
         } = self;
         let workers = listeners.len();
         let stop = Arc::new(AtomicBool::new(false));
@@ -283,7 +290,7 @@ impl Prepared {
             handshake_timeout: Duration::from_secs(config.handshake_timeout.into()),
             http_wait: Duration::from_secs(config.shutdown_wait_http.into()),
             ws_wait: Duration::from_secs(config.shutdown_wait_ws.into()),
-            stop_wait: Duration::from_secs(config.shutdown_wait_ws.min(10).into()),
+            stop_wait: Duration::from_secs(config.shutdown_timeout.into()),
         };
         let mut worker_handles = Vec::new();
         for (index, ((poll, worker_listeners), apps)) in
@@ -296,6 +303,7 @@ impl Prepared {
                 listeners: worker_listeners,
                 apps,
                 routes: routes.clone(),
+                tls: tls.clone(),
                 limits,
                 stop: stop.clone(),
             };
@@ -331,7 +339,7 @@ fn abort_on_panic(what: &str, body: impl FnOnce()) {
 
 impl Running {
     /// Stops the server: workers close every client with 1001 (waiting for the close
-    /// handshakes up to `min(shutdown_wait_ws, 10)` seconds), then the app threads run
+    /// handshakes up to `shutdown_timeout` seconds), then the app threads run
     /// their last callbacks and `destroy`, and every thread is joined.
     pub fn stop(self) {
         self.stop.store(true, Ordering::Release);

@@ -6,6 +6,16 @@ use crate::StartError;
 use socket2::{Domain, Socket, Type};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// One bound listening socket of one worker.
+#[derive(Debug)]
+pub(crate) struct Listener {
+    pub(crate) socket: std::net::TcpListener,
+    /// The configured port number (routes are looked up by it).
+    pub(crate) port: u16,
+    /// Connections on it speak TLS.
+    pub(crate) secure: bool,
+}
+
 /// What to bind for one port: each address with its IPV6_V6ONLY setting.
 fn addresses(port: &PortConfig) -> Vec<(SocketAddr, bool)> {
     let n = port.port_number;
@@ -53,10 +63,7 @@ fn bind(addr: SocketAddr, v6only: bool, device: &str) -> std::io::Result<std::ne
 /// # Errors
 /// The first address that cannot be bound. When no address list is given, an IPv6
 /// wildcard that the machine does not support is skipped with a warning.
-pub(crate) fn bind_all(
-    config: &Config,
-    workers: usize,
-) -> Result<Vec<Vec<(std::net::TcpListener, u16)>>, StartError> {
+pub(crate) fn bind_all(config: &Config, workers: usize) -> Result<Vec<Vec<Listener>>, StartError> {
     let mut result: Vec<Vec<_>> = (0..workers).map(|_| Vec::new()).collect();
     for (i, port) in config.ports.iter().enumerate() {
         let addrs = addresses(port);
@@ -91,7 +98,11 @@ pub(crate) fn bind_all(
                 }
             }
             for (w, l) in bound.into_iter().enumerate() {
-                result[w].push((l, port.port_number));
+                result[w].push(Listener {
+                    socket: l,
+                    port: port.port_number,
+                    secure: !port.is_unencrypted,
+                });
             }
         }
     }

@@ -16,8 +16,7 @@ use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
+use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,7 +163,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) index: usize,
     pub(crate) poll: Poll,
     pub(crate) link: Arc<WorkerLink>,
-    pub(crate) listeners: Vec<(std::net::TcpListener, u16)>,
+    pub(crate) listeners: Vec<crate::listener::Listener>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) apps: Vec<AppPipe>,
     pub(crate) routes: Arc<[Route]>,
     pub(crate) limits: Limits,
@@ -185,7 +185,9 @@ struct Worker {
     index: usize,
     poll: Poll,
     link: Arc<WorkerLink>,
-    listeners: Vec<(TcpListener, u16)>,
+    /// Listening sockets: (socket, configured port, speaks TLS).
+    listeners: Vec<(TcpListener, u16, bool)>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     conns: Slab<Conn>,
     ids: FxHashMap<u64, usize>,
     /// Open connections per app (slab keys).
@@ -206,8 +208,8 @@ struct Worker {
 /// Runs a worker until the server stops.
 pub(crate) fn run(setup: WorkerSetup) {
     let mut listeners = Vec::new();
-    for (i, (listener, port)) in setup.listeners.into_iter().enumerate() {
-        let mut listener = TcpListener::from_std(listener);
+    for (i, l) in setup.listeners.into_iter().enumerate() {
+        let (mut listener, port) = (TcpListener::from_std(l.socket), l.port);
         if let Err(e) = setup.poll.registry().register(
             &mut listener,
             Token(usize::MAX - 1 - i),
@@ -219,7 +221,7 @@ pub(crate) fn run(setup: WorkerSetup) {
             );
             return;
         }
-        listeners.push((listener, port));
+        listeners.push((listener, port, l.secure));
     }
     let app_count = setup.apps.len();
     let mut worker = Worker {
@@ -227,6 +229,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         poll: setup.poll,
         link: setup.link,
         listeners,
+        tls: setup.tls,
         conns: Slab::new(),
         ids: FxHashMap::default(),
         app_conns: vec![Vec::new(); app_count],
@@ -302,7 +305,7 @@ impl Worker {
         let deadline = match self.stopping {
             Some(deadline) => deadline,
             None => {
-                for (listener, _) in &mut self.listeners {
+                for (listener, _, _) in &mut self.listeners {
                     let _ = self.poll.registry().deregister(listener);
                 }
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -311,7 +314,7 @@ impl Worker {
                         Phase::Open => {
                             self.close_conn(key, CloseCode::GOING_AWAY, "server shutting down")
                         }
-                        Phase::Handshake => self.remove(key),
+                        Phase::Handshake | Phase::Lingering => self.remove(key),
                         _ => {}
                     }
                 }
@@ -320,6 +323,11 @@ impl Worker {
                 *self.stopping.insert(now + self.limits.stop_wait)
             }
         };
+        log::debug!(
+            "worker {}: stopping, {} connections left",
+            self.index,
+            self.conns.len()
+        );
         self.conns.is_empty() || now >= deadline
     }
 
@@ -366,10 +374,10 @@ impl Worker {
 
     fn accept(&mut self, listener_index: usize) {
         loop {
-            let Some((listener, port)) = self.listeners.get(listener_index) else {
+            let Some((listener, port, secure)) = self.listeners.get(listener_index) else {
                 return;
             };
-            let port = *port;
+            let (port, secure) = (*port, *secure);
             match listener.accept() {
                 Ok((mut stream, addr)) => {
                     if self.conns.len() >= self.limits.max_conns {
@@ -399,7 +407,22 @@ impl Worker {
                         );
                         continue;
                     }
-                    entry.insert(Conn::new(stream, serial, port, Instant::now()));
+                    let tls = match (secure, &self.tls) {
+                        (false, _) => None,
+                        (true, Some(config)) => match rustls::ServerConnection::new(config.clone())
+                        {
+                            Ok(tls) => Some(Box::new(tls)),
+                            Err(e) => {
+                                log::warn!(
+                                    "worker {}: cannot start TLS for {addr}: {e}",
+                                    self.index
+                                );
+                                continue;
+                            }
+                        },
+                        (true, None) => continue,
+                    };
+                    entry.insert(Conn::new(stream, tls, serial, port, Instant::now()));
                     self.set_deadline(key, self.limits.handshake_timeout);
                     log::trace!("worker {}: accepted {addr} as {key}", self.index);
                 }
@@ -443,7 +466,7 @@ impl Worker {
             let (got, eof, blocked) = if held == rbuf.len() {
                 (0, false, false)
             } else {
-                match conn.stream.read(&mut rbuf[held..]) {
+                match conn.read_plain(&mut rbuf[held..]) {
                     Ok(0) => (0, true, false),
                     Ok(n) => (n, false, false),
                     Err(e) if would_block(&e) => (0, false, true),
@@ -461,6 +484,13 @@ impl Worker {
             } else {
                 self.process(key, &mut rbuf[..total])
             };
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.tls.is_some() && c.wants_write())
+            {
+                self.mark_dirty(key);
+            }
             if let Some(conn) = self.conns.get_mut(key) {
                 conn.pending.extend_from_slice(&rbuf[consumed..total]);
                 if conn.pending.capacity() > 64 * 1024 && conn.pending.len() < 1024 {
@@ -756,22 +786,24 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        while conn.out_pos < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.out_pos..]) {
-                Ok(n) => conn.out_pos += n,
-                Err(e) if would_block(&e) => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("worker {}: write error on {key}: {e}", self.index);
-                    self.remove(key);
-                    return;
-                }
+        match conn.write_out() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                log::debug!("worker {}: write error on {key}: {e}", self.index);
+                self.remove(key);
+                return;
             }
         }
         conn.out_pos = 0;
         trim(&mut conn.out);
         if conn.phase == Phase::Flushing {
-            let _ = conn.stream.shutdown(Shutdown::Write);
+            conn.shutdown_write();
+            if self.stopping.is_some() {
+                // Stopping: the close handshake is done; don't wait for the client's FIN.
+                self.remove(key);
+                return;
+            }
             conn.phase = Phase::Lingering;
             if conn.deadline.is_none() {
                 self.set_deadline(key, self.limits.ws_wait);

@@ -1,0 +1,166 @@
+//! `wss://` through rustls: a certificate made at test time, a real TLS client.
+
+use ringsocket_tests::*;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::json;
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+use tungstenite::Message;
+
+/// A self-signed certificate for `localhost`, written as PEM files into `dir`.
+struct TestCert {
+    cert: String,
+    key: String,
+    der: CertificateDer<'static>,
+}
+
+fn make_cert(dir: &TempDir, name: &str) -> TestCert {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.0.join(format!("{name}.crt"));
+    let key = dir.0.join(format!("{name}.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    TestCert {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        der: generated.cert.der().clone(),
+    }
+}
+
+fn tls_server(dir: &TempDir) -> (Server, TestCert) {
+    let cert = make_cert(dir, "server");
+    let mut echo = app("echo", "echo", "/echo");
+    echo["endpoints"][0]["url"] = json!("wss://localhost:{port}/echo");
+    let certs =
+        json!([{"hostnames": ["localhost"], "privkey_path": cert.key, "pubchain_path": cert.cert}]);
+    (
+        Server::start_on(false, json!([echo]), json!({"certs": certs})),
+        cert,
+    )
+}
+
+fn tls_client(
+    s: &Server,
+    cert: &TestCert,
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    rustls::StreamOwned::new(conn, s.raw())
+}
+
+#[test]
+fn wss_echo_over_rustls() {
+    let dir = TempDir::new();
+    let (s, cert) = tls_server(&dir);
+    let stream = tls_client(&s, &cert, &[b"http/1.1"]);
+    let url = format!("wss://localhost:{}/echo", s.port);
+    let (mut ws, response) =
+        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    assert_eq!(response.status(), 101);
+    assert_eq!(ws.get_ref().conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    ws.send(Message::text("secret")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("secret"));
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    ws.send(Message::binary(big.clone())).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(big));
+    ws.close(None).unwrap();
+    match ws.read() {
+        Ok(Message::Close(_)) => {}
+        other => panic!("expected the close echo, got {other:?}"),
+    }
+}
+
+#[test]
+fn tls_handshakes_do_not_block_other_connections() {
+    let dir = TempDir::new();
+    let (s, cert) = tls_server(&dir);
+    // A client that opens TCP and never starts TLS.
+    let _stalled = s.raw();
+    let mut half = s.raw();
+    half.write_all(&[0x16, 0x03, 0x01]).unwrap(); // the start of a ClientHello, then nothing
+    let stream = tls_client(&s, &cert, &[]);
+    let url = format!("wss://localhost:{}/echo", s.port);
+    let (mut ws, _) =
+        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    ws.send(Message::text("not blocked")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("not blocked"));
+}
+
+#[test]
+fn plaintext_on_a_tls_port_is_refused() {
+    let dir = TempDir::new();
+    let (s, _) = tls_server(&dir);
+    let mut stream = s.raw();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = stream.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut buf = [0u8; 64];
+    let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
+    assert!(
+        !buf[..n].starts_with(b"HTTP/1.1 101"),
+        "no upgrade without TLS"
+    );
+    assert!(reads_eof(&mut stream), "the server drops the connection");
+}
+
+fn fails_to_start(config: serde_json::Value, dir: &TempDir, expected: &[&str]) {
+    let path = dir.0.join("bad-tls.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = run_binary(&["--foreground", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for e in expected {
+        assert!(err.contains(e), "expected {e:?} in: {err}");
+    }
+}
+
+#[test]
+fn unusable_certificates_are_named_at_start() {
+    let dir = TempDir::new();
+    let a = make_cert(&dir, "a");
+    let b = make_cert(&dir, "b");
+    let port = free_port();
+    let config = |key: &str, chain: &str| {
+        json!({
+            "ports": [{"port_number": port, "ip_addrs": ["127.0.0.1"]}],
+            "certs": [{"hostnames": ["localhost"], "privkey_path": key, "pubchain_path": chain}],
+            "apps": [{"name": "echo", "app_path": plugin("echo"), "endpoints": [{"url": format!("wss://localhost:{port}/echo")}]}],
+        })
+    };
+    fails_to_start(
+        config("/nonexistent/key.pem", &a.cert),
+        &dir,
+        &["certs[0].privkey_path", "/nonexistent/key.pem"],
+    );
+    fails_to_start(
+        config(&a.key, "/nonexistent/chain.pem"),
+        &dir,
+        &["certs[0].pubchain_path", "/nonexistent/chain.pem"],
+    );
+    fails_to_start(
+        config(&b.key, &a.cert),
+        &dir,
+        &["certs[0].privkey_path", &b.key, "does not match", &a.cert],
+    );
+    let garbage = dir.0.join("garbage.pem");
+    std::fs::write(&garbage, "not a pem file\n").unwrap();
+    fails_to_start(
+        config(&a.key, garbage.to_str().unwrap()),
+        &dir,
+        &["certs[0].pubchain_path", "garbage.pem"],
+    );
+}
