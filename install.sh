@@ -47,8 +47,9 @@ if [[ ${1:-} == --uninstall ]]; then
   fi
   stop_direct
   rm -f "$BIN"
+  # Remove the ringsock user only if install.sh created it.
+  if [[ -e $LIB/.created-user ]] && id ringsock >/dev/null 2>&1; then userdel ringsock; fi
   rm -rf "$LIB"
-  if id ringsock >/dev/null 2>&1; then userdel ringsock; fi
   say "uninstalled ($CONF is kept)"
   exit 0
 fi
@@ -83,6 +84,7 @@ fi
 
 if ! id ringsock >/dev/null 2>&1; then
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin ringsock
+  touch "$LIB/.created-user"
   say "created system user ringsock"
 fi
 

@@ -295,8 +295,8 @@ fn daemonize(
                 std::process::exit(EXIT_START.into());
             }
             if let Some(owner) = owner {
-                // A directory we created becomes the user's, so the daemon can remove
-                // its PID file at exit after dropping root.
+                // The PID file, and a directory we created for it, become the user's,
+                // so the daemon can remove its PID file at exit after dropping root.
                 for path in [Some(pid_file), created_dir].into_iter().flatten() {
                     if let Err(e) = nix::unistd::chown(path, Some(owner.uid), Some(owner.gid)) {
                         let _ = writeln!(pipe, "warning: cannot chown {}: {e}", path.display());

@@ -10,10 +10,12 @@ use caps::{CapSet, Capability, CapsHashSet};
 use nix::unistd::{Gid, Group, Uid, User};
 
 /// The capabilities start-up needs: binding ports below 1024, raising RLIMIT_NOFILE
-/// beyond the hard limit, handing the PID file's directory to the user, switching user
-/// and group, and clearing the bounding set.
-pub const STARTUP_CAPS: [Capability; 6] = [
+/// beyond the hard limit, creating the PID file in its directory (which belongs to the
+/// user after the first start) and handing both to the user, switching user and group,
+/// and clearing the bounding set.
+pub const STARTUP_CAPS: [Capability; 7] = [
     Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_CHOWN,
     Capability::CAP_SYS_RESOURCE,
     Capability::CAP_SETUID,
