@@ -479,6 +479,10 @@ impl Worker {
                 }
             };
             let total = held + got;
+            // A plain socket that returned less than we asked for is drained: on Linux
+            // every later arrival raises a new edge, so skip the read that would only
+            // say EAGAIN. (TLS buffers records itself, so it reads until EAGAIN.)
+            let drained = conn.tls.is_none() && got > 0 && total < rbuf.len();
             let consumed = if conn.phase == Phase::Lingering {
                 total
             } else {
@@ -502,6 +506,9 @@ impl Worker {
             }
             if eof {
                 self.remove(key);
+                return;
+            }
+            if drained {
                 return;
             }
             if blocked || got == 0 && held == total && consumed == 0 {
