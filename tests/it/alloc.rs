@@ -68,7 +68,11 @@ fn start_in_process(port: u16) -> ringsocket_server::Running {
         "worker_c": 2,
         "user": "root", "allow_root_apps": true,
     });
-    let config = Config::from_json(&config.to_string(), std::path::Path::new("/alloc-test.json")).unwrap();
+    let config = Config::from_json(
+        &config.to_string(),
+        std::path::Path::new("/alloc-test.json"),
+    )
+    .unwrap();
     Server::prepare(config).unwrap().start().unwrap()
 }
 
@@ -79,7 +83,14 @@ fn measure(mode: &str) -> (u64, String) {
     let port = free_port();
     let server = start_in_process(port);
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "client_process", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "client_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("RS_ALLOC_CLIENT", format!("{mode}:{port}"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -88,7 +99,10 @@ fn measure(mode: &str) -> (u64, String) {
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut wait_for = |word: &str| loop {
-        let line = lines.next().expect("the client process ended early").unwrap();
+        let line = lines
+            .next()
+            .expect("the client process ended early")
+            .unwrap();
         // libtest may print "test client_process ... " before the word, on the same line.
         if let Some(at) = line.find(word) {
             return line[at + word.len()..].trim().to_string();
@@ -111,14 +125,20 @@ fn measure(mode: &str) -> (u64, String) {
 #[test]
 fn echo_steady_state_allocates_nothing() {
     let (allocations, done) = measure("echo");
-    assert_eq!(allocations, 0, "the server allocated {allocations} times while echoing {done} messages");
+    assert_eq!(
+        allocations, 0,
+        "the server allocated {allocations} times while echoing {done} messages"
+    );
     assert!(done.parse::<u64>().unwrap() >= 100_000, "{done}");
 }
 
 #[test]
 fn fanout_steady_state_allocates_nothing() {
     let (allocations, done) = measure("fanout");
-    assert_eq!(allocations, 0, "the server allocated {allocations} times during {done} deliveries");
+    assert_eq!(
+        allocations, 0,
+        "the server allocated {allocations} times during {done} deliveries"
+    );
     assert!(done.parse::<u64>().unwrap() >= 100_000, "{done}");
 }
 
@@ -126,7 +146,9 @@ fn fanout_steady_state_allocates_nothing() {
 #[test]
 #[ignore = "runs only as the child process of the allocation tests"]
 fn client_process() {
-    let Ok(spec) = std::env::var("RS_ALLOC_CLIENT") else { return };
+    let Ok(spec) = std::env::var("RS_ALLOC_CLIENT") else {
+        return;
+    };
     let (mode, port) = spec.split_once(':').unwrap();
     let port: u16 = port.parse().unwrap();
     let connect = |path: &str| {
@@ -138,7 +160,12 @@ fn client_process() {
     };
     let frame = |payload: &[u8]| {
         let mut f = vec![0x82, 0x80 | payload.len() as u8, 1, 2, 3, 4];
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]));
+        f.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+        );
         f
     };
     let skip = |s: &mut TcpStream, len: usize| {

@@ -234,4 +234,10 @@ fn broadcast_app_sends_every_message_to_every_client() {
     for c in clients.iter_mut() {
         assert_eq!(c.read().unwrap(), Message::binary(vec![1, 2, 3]));
     }
+    // Large messages cross the rings as shared heap buffers, in both directions.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    clients[5].send(Message::binary(big.clone())).unwrap();
+    for c in clients.iter_mut() {
+        assert_eq!(c.read().unwrap(), Message::binary(big.clone()));
+    }
 }

@@ -3,7 +3,7 @@
 
 use crate::config::AppConfig;
 use crate::plugin::Plugin;
-use crate::records::{inbound, outbound, worker_of};
+use crate::records::{inbound, indirect, outbound, worker_of};
 use crate::WorkerLink;
 use ringsocket_abi as abi;
 use ringsocket_proto::CloseCode;
@@ -161,49 +161,85 @@ impl HostCtx {
             return abi::RS_ERR_INVALID;
         }
         let msg_kind = kind as u8;
+        // A large message is copied once into a buffer every worker shares.
+        let mut shared = None;
         match target {
             abi::RS_TO_CUR => {
                 if !matches!(self.callback, Callback::Open | Callback::Read) {
                     return abi::RS_ERR_CONTEXT;
                 }
-                self.push(
+                let to = [self.current];
+                self.push_message(
                     worker_of(self.current),
-                    outbound::SEND,
                     msg_kind,
                     outbound::TO_LIST,
-                    &[self.current],
-                    &[data],
+                    &to,
+                    data,
+                    &mut shared,
                 );
             }
             abi::RS_TO_SINGLE | abi::RS_TO_MULTI => {
                 if target == abi::RS_TO_SINGLE && ids.len() != 1 {
                     return abi::RS_ERR_INVALID;
                 }
-                return self.send_grouped(ids, outbound::TO_LIST, msg_kind, data);
+                return self.send_grouped(ids, outbound::TO_LIST, msg_kind, data, &mut shared);
             }
             abi::RS_TO_EVERY => {
                 for w in 0..self.outbound.len() {
-                    self.push(
-                        w,
-                        outbound::SEND,
-                        msg_kind,
-                        outbound::TO_ALL_EXCEPT,
-                        &[],
-                        &[data],
-                    );
+                    self.push_message(w, msg_kind, outbound::TO_ALL_EXCEPT, &[], data, &mut shared);
                 }
             }
             abi::RS_TO_EVERY_EXCEPT => {
-                return self.send_grouped(ids, outbound::TO_ALL_EXCEPT, msg_kind, data)
+                return self.send_grouped(ids, outbound::TO_ALL_EXCEPT, msg_kind, data, &mut shared)
             }
             _ => return abi::RS_ERR_INVALID,
         }
         abi::RS_OK
     }
 
+    /// Whether `data` goes to worker `w` through a shared buffer rather than inline.
+    fn is_large(&self, w: usize, data: &[u8]) -> bool {
+        data.len() > indirect::threshold(self.outbound[w].max_record_len())
+    }
+
+    /// Queues one SEND record for worker `w`: inline, or as a reference to `shared`
+    /// (created from `data` on first use) when the message is large.
+    fn push_message(
+        &mut self,
+        w: usize,
+        msg_kind: u8,
+        target: u8,
+        ids: &[u64],
+        data: &[u8],
+        shared: &mut Option<Arc<[u8]>>,
+    ) {
+        if !self.is_large(w, data) {
+            self.push(w, outbound::SEND, msg_kind, target, 0, ids, &[data]);
+            return;
+        }
+        let reference = shared.get_or_insert_with(|| Arc::from(data)).clone();
+        let parts = indirect::shared_parts(reference);
+        self.push(
+            w,
+            outbound::SEND,
+            msg_kind,
+            target,
+            indirect::SEND_SHARED,
+            ids,
+            &[&parts],
+        );
+    }
+
     /// Splits `ids` by owning worker and sends each worker one record. For `TO_LIST`
     /// workers with no ids get nothing; for `TO_ALL_EXCEPT` every worker gets one.
-    fn send_grouped(&mut self, ids: &[u64], target: u8, msg_kind: u8, data: &[u8]) -> c_int {
+    fn send_grouped(
+        &mut self,
+        ids: &[u64],
+        target: u8,
+        msg_kind: u8,
+        data: &[u8],
+        shared: &mut Option<Arc<[u8]>>,
+    ) -> c_int {
         let workers = self.outbound.len();
         for list in &mut self.scratch {
             list.clear();
@@ -218,14 +254,17 @@ impl HostCtx {
             let mut list = std::mem::take(&mut self.scratch[w]);
             list.sort_unstable();
             list.dedup();
-            let fits =
-                outbound::Record::len(list.len(), data.len()) <= self.outbound[w].max_record_len();
-            if !fits {
+            let payload_len = if self.is_large(w, data) {
+                indirect::SHARED_LEN
+            } else {
+                data.len()
+            };
+            if outbound::Record::len(list.len(), payload_len) > self.outbound[w].max_record_len() {
                 self.scratch[w] = list;
                 return abi::RS_ERR_TOO_BIG;
             }
             if target == outbound::TO_ALL_EXCEPT || !list.is_empty() {
-                self.push(w, outbound::SEND, msg_kind, target, &list, &[data]);
+                self.push_message(w, msg_kind, target, &list, data, shared);
             }
             self.scratch[w] = list;
         }
@@ -244,6 +283,7 @@ impl HostCtx {
             outbound::CLOSE,
             0,
             outbound::TO_LIST,
+            0,
             &[client],
             &[&payload[..n]],
         );
@@ -252,18 +292,21 @@ impl HostCtx {
 
     /// Appends one record to worker `w`'s ring, waiting (parked, not spinning) while the
     /// ring is full.
+    #[allow(clippy::too_many_arguments)] // one argument per record field
     fn push(
         &mut self,
         w: usize,
         op: u8,
         msg_kind: u8,
         target: u8,
+        flags: u8,
         ids: &[u64],
         payloads: &[&[u8]],
     ) {
         let len = outbound::Record::len(ids.len(), payloads.iter().map(|p| p.len()).sum());
-        let fill =
-            |buf: &mut [u8]| outbound::Record::write(buf, op, msg_kind, target, ids, payloads);
+        let fill = |buf: &mut [u8]| {
+            outbound::Record::write(buf, op, msg_kind, target, flags, ids, payloads)
+        };
         self.dirty[w] = true;
         if self.outbound[w].try_push_with(len, fill) == Ok(()) {
             return;
@@ -518,23 +561,31 @@ fn dispatch(
             }
             None => 0,
         },
-        inbound::READ => match d.read {
-            Some(read) => {
-                ctx.callback = Callback::Read;
-                // SAFETY: ABI v1 read: the payload stays in the ring until we return.
-                unsafe {
-                    read(
-                        rs,
-                        state,
-                        header.client,
-                        u32::from(header.msg_kind),
-                        payload.as_ptr(),
-                        payload.len(),
-                    )
+        inbound::READ => {
+            // A large message arrives as the worker's buffer, which is ours to free.
+            let owned = (header.b == indirect::READ_VEC)
+                // SAFETY: the worker encoded a forgotten Vec into this record, which is
+                // popped (and so taken back) exactly once.
+                .then(|| unsafe { indirect::take_vec(payload) });
+            let data = owned.as_deref().unwrap_or(payload);
+            match d.read {
+                Some(read) => {
+                    ctx.callback = Callback::Read;
+                    // SAFETY: ABI v1 read: `data` stays alive until we return.
+                    unsafe {
+                        read(
+                            rs,
+                            state,
+                            header.client,
+                            u32::from(header.msg_kind),
+                            data.as_ptr(),
+                            data.len(),
+                        )
+                    }
                 }
+                None => 0,
             }
-            None => 0,
-        },
+        }
         inbound::CLOSE => match d.close.filter(|_| !config.no_close_cb) {
             Some(close) => {
                 ctx.callback = Callback::Close;
@@ -556,6 +607,7 @@ fn dispatch(
             outbound::CLOSED,
             0,
             outbound::TO_LIST,
+            0,
             &[header.client],
             &[],
         );

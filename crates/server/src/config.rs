@@ -385,12 +385,12 @@ impl Config {
 
     /// Bytes of each worker→app ring (a power of two).
     pub fn inbound_ring_size(&self) -> usize {
-        ring_size(self.inbound_ring_buf_size, self.max_ws_msg_size)
+        ring_size(self.inbound_ring_buf_size)
     }
 
     /// Bytes of each app→worker ring (a power of two).
     pub fn outbound_ring_size(&self) -> usize {
-        ring_size(self.outbound_ring_buf_size, self.max_ws_msg_size)
+        ring_size(self.outbound_ring_buf_size)
     }
 
     /// Bytes that may wait unsent for one client.
@@ -456,10 +456,12 @@ impl Config {
             ("inbound_ring_buf_size", self.inbound_ring_buf_size),
             ("outbound_ring_buf_size", self.outbound_ring_buf_size),
         ] {
-            let min = min_ring_size(self.max_ws_msg_size);
             if let Some(v) = value {
-                if v < min as u64 || v > MAX_RING {
-                    return err(key.into(), format!("{v} is outside {min}..={MAX_RING} (a ring must hold two messages of max_ws_msg_size)"));
+                if !(MIN_RING..=MAX_RING).contains(&v) {
+                    return err(
+                        key.into(),
+                        format!("{v} is outside {MIN_RING}..={MAX_RING}"),
+                    );
                 }
             }
         }
@@ -610,17 +612,17 @@ impl Config {
 pub const MAX_WORKERS: usize = 255;
 /// The largest `max_ws_msg_size`.
 const MAX_MSG: u64 = 1 << 30;
+/// The smallest ring.
+const MIN_RING: u64 = 4096;
 /// The largest ring.
-const MAX_RING: u64 = 1 << 33;
+const MAX_RING: u64 = 1 << 30;
+/// The default size of each ring. Messages larger than a quarter of a ring (and than
+/// 64 KiB) cross it as a pointer to a heap buffer, so the ring size does not depend on
+/// `max_ws_msg_size`.
+const DEFAULT_RING: u64 = 1 << 20;
 
-/// The smallest ring that holds two records of the largest message.
-fn min_ring_size(max_msg: u64) -> usize {
-    (2 * (max_msg as usize + 64)).next_power_of_two()
-}
-
-fn ring_size(configured: Option<u64>, max_msg: u64) -> usize {
-    let min = min_ring_size(max_msg);
-    configured.map_or(min, |v| (v as usize).max(min).next_power_of_two())
+fn ring_size(configured: Option<u64>) -> usize {
+    configured.unwrap_or(DEFAULT_RING).next_power_of_two() as usize
 }
 
 #[cfg(test)]
@@ -641,7 +643,7 @@ mod tests {
         assert_eq!(c.apps[0].app_path, Path::new("/etc/libecho.so"));
         assert_eq!(c.route(8080, "/echo"), Some((0, 0)));
         assert_eq!(c.route(8080, "/other"), None);
-        assert!(c.inbound_ring_size() >= 2 * (16 << 20));
+        assert_eq!(c.inbound_ring_size(), 1 << 20);
     }
 
     #[test]

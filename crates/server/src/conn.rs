@@ -53,6 +53,8 @@ pub(crate) struct Conn {
     pub(crate) out_pos: usize,
     /// In the worker's list of connections to flush.
     pub(crate) dirty: bool,
+    /// Free `out` once it is written (it held the handshake response).
+    pub(crate) release_out: bool,
     /// Waiting for room in its app's ring before reading more.
     pub(crate) read_blocked: bool,
     /// The close code to send once the app is done (`AwaitingApp`); 0 sends an
@@ -85,6 +87,7 @@ impl Conn {
             out: Vec::new(),
             out_pos: 0,
             dirty: false,
+            release_out: false,
             read_blocked: false,
             close_code: 0,
             deadline: Some(deadline),

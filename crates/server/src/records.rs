@@ -57,7 +57,7 @@ pub(crate) mod outbound {
     pub(crate) const TO_LIST: u8 = 1;
     /// The targets are every client of the app except the listed ids (sorted).
     pub(crate) const TO_ALL_EXCEPT: u8 = 2;
-    /// Header length: op u8, msg_kind u8, target u8, pad u8, id_count u32.
+    /// Header length: op u8, msg_kind u8, target u8, flags u8, id_count u32.
     pub(crate) const HEADER: usize = 8;
 
     /// A decoded outbound record.
@@ -65,6 +65,8 @@ pub(crate) mod outbound {
         pub(crate) op: u8,
         pub(crate) msg_kind: u8,
         pub(crate) target: u8,
+        /// `indirect::SEND_SHARED` or 0.
+        pub(crate) flags: u8,
         pub(crate) ids: &'a [u8],
         pub(crate) payload: &'a [u8],
     }
@@ -75,18 +77,20 @@ pub(crate) mod outbound {
             HEADER + 8 * id_count + payload_len
         }
 
+        #[allow(clippy::too_many_arguments)] // one argument per record field
         pub(crate) fn write(
             out: &mut [u8],
             op: u8,
             msg_kind: u8,
             target: u8,
+            flags: u8,
             ids: &[u64],
             payloads: &[&[u8]],
         ) {
             out[0] = op;
             out[1] = msg_kind;
             out[2] = target;
-            out[3] = 0;
+            out[3] = flags;
             out[4..8].copy_from_slice(&(ids.len() as u32).to_le_bytes());
             let mut at = HEADER;
             for id in ids {
@@ -106,6 +110,7 @@ pub(crate) mod outbound {
                 op: rec[0],
                 msg_kind: rec[1],
                 target: rec[2],
+                flags: rec[3],
                 ids,
                 payload,
             }
@@ -163,6 +168,7 @@ mod tests {
             outbound::SEND,
             1,
             outbound::TO_ALL_EXCEPT,
+            0,
             &ids,
             &[b"he", b"llo"],
         );
@@ -193,5 +199,95 @@ mod tests {
         h.write(&mut buf);
         assert_eq!(inbound::Header::read(&buf), h);
         assert_eq!(worker_of(h.client), 3);
+    }
+}
+
+/// Large payloads cross the rings as a pointer to a heap buffer instead of inline, so
+/// rings stay small whatever `max_ws_msg_size` is. Worker→app: the `Vec` a message was
+/// assembled in moves to the app thread, which frees it after the read callback.
+/// App→worker: one shared `Arc<[u8]>` per message, with one reference per worker.
+pub(crate) mod indirect {
+    use std::sync::Arc;
+
+    /// `inbound::Header::b` of a READ record whose payload is an encoded `Vec`.
+    pub(crate) const READ_VEC: u32 = 1;
+    /// The flags byte of an outbound SEND record whose payload is an encoded `Arc<[u8]>`.
+    pub(crate) const SEND_SHARED: u8 = 1;
+    /// Bytes of an encoded `Vec` (pointer, length, capacity).
+    pub(crate) const VEC_LEN: usize = 24;
+    /// Bytes of an encoded `Arc<[u8]>` (pointer, length).
+    pub(crate) const SHARED_LEN: usize = 16;
+
+    /// The payload size above which a ring of `max_record_len` carries messages
+    /// indirectly: a quarter of the largest record, and at most 64 KiB (copying more
+    /// than that costs more than an allocation).
+    pub(crate) fn threshold(max_record_len: usize) -> usize {
+        (max_record_len / 4).min(64 * 1024)
+    }
+
+    /// Encodes `v`'s parts. The caller must `mem::forget(v)` once the record carrying
+    /// them is published (and keep `v` otherwise).
+    pub(crate) fn vec_parts(v: &Vec<u8>) -> [u8; VEC_LEN] {
+        let mut out = [0u8; VEC_LEN];
+        out[..8].copy_from_slice(&(v.as_ptr() as u64).to_le_bytes());
+        out[8..16].copy_from_slice(&(v.len() as u64).to_le_bytes());
+        out[16..].copy_from_slice(&(v.capacity() as u64).to_le_bytes());
+        out
+    }
+
+    /// Takes back a `Vec` from its encoded parts.
+    ///
+    /// # Safety
+    /// `bytes` must be [`vec_parts`] of a `Vec<u8>` that was then forgotten, and this
+    /// must be the only call for it.
+    pub(crate) unsafe fn take_vec(bytes: &[u8]) -> Vec<u8> {
+        let word = |i: usize| {
+            u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes")) as usize
+        };
+        // SAFETY: per this function's contract the parts describe a live, forgotten
+        // Vec<u8> from the global allocator, whose ownership we take exactly once.
+        unsafe { Vec::from_raw_parts(word(0) as *mut u8, word(1), word(2)) }
+    }
+
+    /// Encodes one reference to `shared` (the caller gives it up).
+    pub(crate) fn shared_parts(shared: Arc<[u8]>) -> [u8; SHARED_LEN] {
+        let len = shared.len();
+        let ptr = Arc::into_raw(shared) as *const u8;
+        let mut out = [0u8; SHARED_LEN];
+        out[..8].copy_from_slice(&(ptr as u64).to_le_bytes());
+        out[8..].copy_from_slice(&(len as u64).to_le_bytes());
+        out
+    }
+
+    /// Takes back one reference encoded by [`shared_parts`].
+    ///
+    /// # Safety
+    /// `bytes` must come from [`shared_parts`], and each encoding is taken back once.
+    pub(crate) unsafe fn take_shared(bytes: &[u8]) -> Arc<[u8]> {
+        let ptr = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize as *const u8;
+        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+        // SAFETY: per this function's contract, this is a reference Arc::into_raw gave up.
+        unsafe { Arc::from_raw(std::ptr::slice_from_raw_parts(ptr, len)) }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn round_trips() {
+            let v = vec![1u8, 2, 3];
+            let parts = vec_parts(&v);
+            std::mem::forget(v);
+            // SAFETY: parts of a forgotten Vec, taken once.
+            assert_eq!(unsafe { take_vec(&parts) }, [1, 2, 3]);
+            let shared: Arc<[u8]> = Arc::from(&b"abc"[..]);
+            let parts = [shared_parts(shared.clone()), shared_parts(shared.clone())];
+            for p in &parts {
+                // SAFETY: each encoded reference is taken once.
+                assert_eq!(&*unsafe { take_shared(p) }, b"abc");
+            }
+            assert_eq!(Arc::strong_count(&shared), 1);
+        }
     }
 }

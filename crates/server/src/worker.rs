@@ -3,7 +3,7 @@
 
 use crate::app::push_inbound;
 use crate::conn::{trim, Conn, Phase};
-use crate::records::{client_id, inbound, outbound};
+use crate::records::{client_id, inbound, indirect, outbound};
 use crate::{Limits, Route, WorkerLink};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -26,8 +26,31 @@ const WAKER: Token = Token(usize::MAX);
 /// The shared read buffer's size.
 const READ_BUF: usize = 256 * 1024;
 
-/// A record that could not go into a full inbound ring yet, kept in order.
-enum Backlogged {
+/// The bytes of a message on their way to an app: borrowed from the read buffer, or
+/// owned (the buffer it was assembled in, or a copy kept in the backlog).
+enum Data<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Data<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Borrowed(b) => b,
+            Data::Owned(v) => v,
+        }
+    }
+
+    fn into_owned(self) -> Vec<u8> {
+        match self {
+            Data::Borrowed(b) => b.to_vec(),
+            Data::Owned(v) => v,
+        }
+    }
+}
+
+/// An inbound record before it is in the ring.
+enum Record<'a> {
     Open {
         client: u64,
         endpoint: u16,
@@ -36,7 +59,7 @@ enum Backlogged {
     Read {
         client: u64,
         kind: u8,
-        data: Vec<u8>,
+        data: Data<'a>,
     },
     Close {
         client: u64,
@@ -44,11 +67,38 @@ enum Backlogged {
     },
 }
 
+/// A record that could not go into a full inbound ring yet, kept in order.
+type Backlogged = Record<'static>;
+
+impl Record<'_> {
+    fn into_owned(self) -> Backlogged {
+        match self {
+            Record::Open {
+                client,
+                endpoint,
+                protocol,
+            } => Record::Open {
+                client,
+                endpoint,
+                protocol,
+            },
+            Record::Read { client, kind, data } => Record::Read {
+                client,
+                kind,
+                data: Data::Owned(data.into_owned()),
+            },
+            Record::Close { client, code } => Record::Close { client, code },
+        }
+    }
+}
+
 /// A worker's end of one app's ring pair.
 pub(crate) struct AppPipe {
     pub(crate) inbound: Producer,
     pub(crate) outbound: Consumer,
     pub(crate) sleep: Arc<SleepState>,
+    /// Messages larger than this go to the app as a heap buffer, not inline.
+    indirect_above: usize,
     /// Records waiting for room, oldest first. While non-empty, everything for this app
     /// goes here, and its connections are not read.
     backlog: VecDeque<Backlogged>,
@@ -60,10 +110,12 @@ pub(crate) struct AppPipe {
 
 impl AppPipe {
     pub(crate) fn new(inbound: Producer, outbound: Consumer, sleep: Arc<SleepState>) -> AppPipe {
+        let indirect_above = indirect::threshold(inbound.max_record_len());
         AppPipe {
             inbound,
             outbound,
             sleep,
+            indirect_above,
             backlog: VecDeque::new(),
             paused: Vec::new(),
             notify: false,
@@ -72,87 +124,96 @@ impl AppPipe {
 
     /// Pushes a record, or backlogs it if the ring is full (or a backlog exists).
     /// Returns `false` if it was backlogged.
-    fn push(&mut self, header: inbound::Header, payload: &[u8]) -> bool {
+    fn push(&mut self, mut record: Record<'_>) -> bool {
         if self.backlog.is_empty() {
-            if push_inbound(&mut self.inbound, header, payload).is_ok() {
-                self.notify = true;
+            if self.try_push(&mut record) {
                 return true;
             }
             // Ask the app to wake us when it frees room, then look once more.
             self.inbound.set_waiting();
-            if push_inbound(&mut self.inbound, header, payload).is_ok() {
-                self.notify = true;
+            if self.try_push(&mut record) {
                 return true;
             }
         }
-        let entry = match header.kind {
-            inbound::OPEN => Backlogged::Open {
-                client: header.client,
-                endpoint: header.a,
-                protocol: header.b,
-            },
-            inbound::READ => Backlogged::Read {
-                client: header.client,
-                kind: header.msg_kind,
-                data: payload.to_vec(),
-            },
-            _ => Backlogged::Close {
-                client: header.client,
-                code: header.a,
-            },
-        };
-        self.backlog.push_back(entry);
+        self.backlog.push_back(record.into_owned());
         false
+    }
+
+    /// Publishes `record` if the ring has room. A large message is published as its
+    /// buffer, which then belongs to the app (a borrowed one is copied first).
+    fn try_push(&mut self, record: &mut Record<'_>) -> bool {
+        let (header, payload): (inbound::Header, &[u8]) = match record {
+            Record::Open {
+                client,
+                endpoint,
+                protocol,
+            } => {
+                let h = inbound::Header {
+                    kind: inbound::OPEN,
+                    msg_kind: 0,
+                    a: *endpoint,
+                    b: *protocol,
+                    client: *client,
+                };
+                (h, &[])
+            }
+            Record::Close { client, code } => (
+                inbound::Header {
+                    kind: inbound::CLOSE,
+                    msg_kind: 0,
+                    a: *code,
+                    b: 0,
+                    client: *client,
+                },
+                &[],
+            ),
+            Record::Read { client, kind, data } => {
+                let header = inbound::Header {
+                    kind: inbound::READ,
+                    msg_kind: *kind,
+                    a: 0,
+                    b: 0,
+                    client: *client,
+                };
+                if data.bytes().len() > self.indirect_above {
+                    if let Data::Borrowed(b) = data {
+                        *data = Data::Owned(b.to_vec());
+                    }
+                    let Data::Owned(buffer) = data else {
+                        unreachable!("made owned above")
+                    };
+                    let parts = indirect::vec_parts(buffer);
+                    let header = inbound::Header {
+                        b: indirect::READ_VEC,
+                        ..header
+                    };
+                    if push_inbound(&mut self.inbound, header, &parts).is_err() {
+                        return false;
+                    }
+                    // The app owns the buffer now (it takes it back from `parts`).
+                    std::mem::forget(std::mem::take(buffer));
+                    self.notify = true;
+                    return true;
+                }
+                (header, data.bytes())
+            }
+        };
+        let pushed = push_inbound(&mut self.inbound, header, payload).is_ok();
+        self.notify |= pushed;
+        pushed
     }
 
     /// Moves backlogged records into the ring while there is room. Returns whether the
     /// backlog is now empty.
     fn drain_backlog(&mut self) -> bool {
-        while let Some(entry) = self.backlog.front() {
-            let (header, payload): (inbound::Header, &[u8]) = match entry {
-                Backlogged::Open {
-                    client,
-                    endpoint,
-                    protocol,
-                } => (
-                    inbound::Header {
-                        kind: inbound::OPEN,
-                        msg_kind: 0,
-                        a: *endpoint,
-                        b: *protocol,
-                        client: *client,
-                    },
-                    &[],
-                ),
-                Backlogged::Read { client, kind, data } => (
-                    inbound::Header {
-                        kind: inbound::READ,
-                        msg_kind: *kind,
-                        a: 0,
-                        b: 0,
-                        client: *client,
-                    },
-                    data,
-                ),
-                Backlogged::Close { client, code } => (
-                    inbound::Header {
-                        kind: inbound::CLOSE,
-                        msg_kind: 0,
-                        a: *code,
-                        b: 0,
-                        client: *client,
-                    },
-                    &[],
-                ),
-            };
-            if push_inbound(&mut self.inbound, header, payload).is_err() {
+        while let Some(mut record) = self.backlog.pop_front() {
+            if !self.try_push(&mut record) {
                 self.inbound.set_waiting();
-                if push_inbound(&mut self.inbound, header, payload).is_err() {
+                if !self.try_push(&mut record) {
+                    self.backlog.push_front(record);
                     return false;
                 }
             }
-            self.notify = true;
-            self.backlog.pop_front();
         }
         true
     }
@@ -577,14 +638,13 @@ impl Worker {
                 self.app_conns[app].push(key);
                 self.ids.insert(id, key);
                 self.mark_dirty(key);
-                let header = inbound::Header {
-                    kind: inbound::OPEN,
-                    msg_kind: 0,
-                    a: endpoint as u16,
-                    b: protocol_index.map_or(0, |i| i as u32 + 1),
+                self.apps[app].push(Record::Open {
                     client: id,
-                };
-                self.apps[app].push(header, &[]);
+                    endpoint: endpoint as u16,
+                    protocol: protocol_index.map_or(0, |i| i as u32 + 1),
+                });
+                // A free slot for the next handshake's bytes; an idle connection keeps none.
+                conn_release_handshake_buffers(&mut self.conns[key]);
                 header_len + self.frames(key, &mut buf[header_len..])
             }
             Err(e) => {
@@ -634,21 +694,25 @@ impl Worker {
                         continue; // after our close frame, data is discarded
                     }
                     let pipe = &mut self.apps[conn.app];
-                    let header = inbound::Header {
-                        kind: inbound::READ,
-                        msg_kind: kind as u8,
-                        a: 0,
-                        b: 0,
-                        client: conn.id,
-                    };
+                    let (client, kind) = (conn.id, kind as u8);
                     let delivered = if first && last {
-                        pipe.push(header, chunk)
+                        pipe.push(Record::Read {
+                            client,
+                            kind,
+                            data: Data::Borrowed(chunk),
+                        })
                     } else {
                         conn.message.extend_from_slice(chunk);
                         if !last {
                             continue;
                         }
-                        let delivered = pipe.push(header, &conn.message);
+                        // A large message hands its buffer over instead of being copied.
+                        let data = if conn.message.len() > pipe.indirect_above {
+                            Data::Owned(std::mem::take(&mut conn.message))
+                        } else {
+                            Data::Borrowed(&conn.message)
+                        };
+                        let delivered = pipe.push(Record::Read { client, kind, data });
                         trim(&mut conn.message);
                         delivered
                     };
@@ -748,14 +812,7 @@ impl Worker {
         if let Some(&moved) = list.get(slot) {
             self.conns[moved].app_slot = slot;
         }
-        let header = inbound::Header {
-            kind: inbound::CLOSE,
-            msg_kind: 0,
-            a: code,
-            b: 0,
-            client: id,
-        };
-        self.apps[app].push(header, &[]);
+        self.apps[app].push(Record::Close { client: id, code });
     }
 
     /// Drops a connection now (closing its socket).
@@ -804,6 +861,9 @@ impl Worker {
         }
         conn.out_pos = 0;
         trim(&mut conn.out);
+        if std::mem::take(&mut conn.release_out) {
+            conn.out = Vec::new();
+        }
         if conn.phase == Phase::Flushing {
             conn.shutdown_write();
             if self.stopping.is_some() {
@@ -910,6 +970,13 @@ impl Worker {
     }
 }
 
+/// Frees what the HTTP upgrade used (the 101 response goes once it is sent): an idle
+/// connection holds no heap buffers.
+fn conn_release_handshake_buffers(conn: &mut Conn) {
+    conn.pending = Vec::new();
+    conn.release_out = true;
+}
+
 /// The reason sent with a close code the server chose itself.
 fn close_reason(code: u16) -> &'static str {
     match code {
@@ -968,14 +1035,20 @@ fn on_outbound(
         }
         return;
     }
+    // A large message comes as a reference to a buffer shared by every worker.
+    let shared = (rec.flags & indirect::SEND_SHARED != 0)
+        // SAFETY: the app encoded one Arc reference for this record, which is popped
+        // (and so taken back) exactly once.
+        .then(|| unsafe { indirect::take_shared(rec.payload) });
+    let payload: &[u8] = shared.as_deref().unwrap_or(rec.payload);
     let opcode = if rec.msg_kind == MessageKind::Text as u8 {
         Opcode::Text
     } else {
         Opcode::Binary
     };
     let mut header = [0; MAX_SERVER_HEADER_LEN];
-    let n = encode_header(true, opcode, rec.payload.len() as u64, &mut header);
-    let frame_len = n + rec.payload.len();
+    let n = encode_header(true, opcode, payload.len() as u64, &mut header);
+    let frame_len = n + payload.len();
     let mut send = |key: usize, except_listed: bool| {
         let conn = &mut conns[key];
         let sendable = matches!(conn.phase, Phase::Open | Phase::AwaitingApp);
@@ -987,7 +1060,7 @@ fn on_outbound(
             return;
         }
         conn.out.extend_from_slice(&header[..n]);
-        conn.out.extend_from_slice(rec.payload);
+        conn.out.extend_from_slice(payload);
         if !conn.dirty {
             conn.dirty = true;
             dirty.push(key);
