@@ -3,8 +3,10 @@
 //! Default: `accept_async` with tungstenite's default configuration, and one `send` (a
 //! write and a flush) per message: what a user writes first. `--tuned`: a 4 KiB read
 //! buffer, and every message that is ready is fed before one flush, its best case.
-//! `--broadcast`: every message a client sends goes to every client (tokio broadcast
-//! channel), like ringsocket's broadcast app.
+//! `--broadcast`: every message a client sends goes to every client, like ringsocket's
+//! broadcast app: by default through a tokio broadcast channel with one writer task per
+//! client; with `--tuned` one hub task owns every client's sink, feeds each message to
+//! all of them and flushes each once per batch (tokio-tungstenite's best case).
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use std::sync::Arc;
@@ -21,14 +23,18 @@ fn main() {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         let (tx, _) = broadcast::channel::<Message>(65536);
         let tx = Arc::new(tx);
+        let hub = (fanout && tuned).then(spawn_hub);
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
             let _ = stream.set_nodelay(true);
             let tx = tx.clone();
+            let hub = hub.clone();
             tokio::spawn(async move {
-                let config = tuned.then(|| WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0));
+                let config = tuned.then(|| WebSocketConfig::default().read_buffer_size(4096));
                 let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config).await else { return };
-                if fanout {
+                if let Some(hub) = hub {
+                    hub_conn(ws, hub).await;
+                } else if fanout {
                     broadcast_conn(ws, tx, tuned).await;
                 } else {
                     echo_conn(ws, tuned).await;
@@ -98,4 +104,62 @@ async fn broadcast_conn(
         }
     }
     writer.abort();
+}
+
+type Sink = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Message>;
+
+enum HubEvent {
+    Join(Sink),
+    Message(Message),
+}
+
+/// The tuned broadcast: one task owns every sink.
+fn spawn_hub() -> tokio::sync::mpsc::UnboundedSender<HubEvent> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<HubEvent>();
+    tokio::spawn(async move {
+        let mut sinks: Vec<Sink> = Vec::new();
+        while let Some(event) = rx.recv().await {
+            let mut pending = Some(event);
+            let mut fed = false;
+            // Feed this event and everything else already queued, then flush once.
+            while let Some(event) = pending.take().or_else(|| rx.try_recv().ok()) {
+                match event {
+                    HubEvent::Join(sink) => sinks.push(sink),
+                    HubEvent::Message(msg) => {
+                        fed = true;
+                        let mut dead = Vec::new();
+                        for (i, sink) in sinks.iter_mut().enumerate() {
+                            if sink.feed(msg.clone()).await.is_err() {
+                                dead.push(i);
+                            }
+                        }
+                        for i in dead.into_iter().rev() {
+                            drop(sinks.swap_remove(i));
+                        }
+                    }
+                }
+            }
+            if fed {
+                for sink in sinks.iter_mut() {
+                    let _ = sink.flush().await;
+                }
+            }
+        }
+    });
+    tx
+}
+
+async fn hub_conn(
+    ws: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    hub: tokio::sync::mpsc::UnboundedSender<HubEvent>,
+) {
+    let (sink, mut stream) = ws.split();
+    if hub.send(HubEvent::Join(sink)).is_err() {
+        return;
+    }
+    while let Some(Ok(msg)) = stream.next().await {
+        if (msg.is_text() || msg.is_binary()) && hub.send(HubEvent::Message(msg)).is_err() {
+            return;
+        }
+    }
 }
