@@ -90,7 +90,11 @@ impl Errors {
         if self.0.is_empty() {
             return "no errors".into();
         }
-        self.0.iter().map(|(k, n)| format!("{n} × {k}")).collect::<Vec<_>>().join(", ")
+        self.0
+            .iter()
+            .map(|(k, n)| format!("{n} × {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -107,12 +111,22 @@ fn server_cpu_ns(pid: u32) -> Option<u64> {
 /// The server's resident set size in bytes.
 fn server_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches(" kB").trim().parse().ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
@@ -148,7 +162,10 @@ fn server_frame(buf: &[u8]) -> Option<(u8, std::ops::Range<usize>, usize)> {
     let (b0, b1) = (*buf.first()?, *buf.get(1)?);
     let (len, at) = match b1 & 0x7f {
         126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
-        127 => (u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize, 10),
+        127 => (
+            u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?) as usize,
+            10,
+        ),
         n => (n as usize, 2),
     };
     (buf.len() >= at + len).then_some((b0 & 0x0f, at..at + len, at + len))
@@ -184,7 +201,11 @@ struct Conn {
 }
 
 fn connect(addr: SocketAddr, src: Option<IpAddr>, linger0: bool) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM.nonblocking(), None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM.nonblocking(),
+        None,
+    )?;
     socket.set_tcp_nodelay(true)?;
     if linger0 {
         socket.set_linger(Some(Duration::ZERO))?;
@@ -216,17 +237,34 @@ struct Load {
 
 impl Load {
     fn new(args: Args) -> Load {
-        assert!(args.addr.ip().is_loopback(), "the load generator only talks to loopback addresses");
+        assert!(
+            args.addr.ip().is_loopback(),
+            "the load generator only talks to loopback addresses"
+        );
         let request = upgrade_request(&args.path, &args.addr);
         let deadline = Instant::now() + Duration::from_secs_f64(args.timeout);
-        Load { args, poll: Poll::new().expect("epoll"), conns: Vec::new(), errors: Errors::default(), request, deadline }
+        Load {
+            args,
+            poll: Poll::new().expect("epoll"),
+            conns: Vec::new(),
+            errors: Errors::default(),
+            request,
+            deadline,
+        }
     }
 
     fn open(&mut self, src: Option<IpAddr>, linger0: bool) -> Option<usize> {
         match connect(self.args.addr, src, linger0) {
             Ok(mut stream) => {
                 let token = self.conns.len();
-                self.poll.registry().register(&mut stream, Token(token), Interest::READABLE | Interest::WRITABLE).ok()?;
+                self.poll
+                    .registry()
+                    .register(
+                        &mut stream,
+                        Token(token),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .ok()?;
                 self.conns.push(Conn {
                     stream,
                     state: State::Connecting,
@@ -239,7 +277,11 @@ impl Load {
                 Some(token)
             }
             Err(e) => {
-                self.errors.add(if e.kind() == ErrorKind::AddrNotAvailable { "no source port" } else { "connect failed" });
+                self.errors.add(if e.kind() == ErrorKind::AddrNotAvailable {
+                    "no source port"
+                } else {
+                    "connect failed"
+                });
                 None
             }
         }
@@ -266,7 +308,10 @@ impl Load {
             }
             let mut in_progress = started - open - dead;
             while started < n && in_progress < 256 {
-                if self.open(src_ip(started, self.args.src_ips), false).is_none() {
+                if self
+                    .open(src_ip(started, self.args.src_ips), false)
+                    .is_none()
+                {
                     return false;
                 }
                 started += 1;
@@ -276,7 +321,9 @@ impl Load {
                 self.errors.add("timed out opening connections");
                 return false;
             }
-            self.poll.poll(&mut events, Some(Duration::from_millis(50))).expect("poll");
+            self.poll
+                .poll(&mut events, Some(Duration::from_millis(50)))
+                .expect("poll");
             for ev in events.iter() {
                 self.progress_open(ev.token().0);
             }
@@ -431,7 +478,11 @@ fn echo(load: &mut Load) -> String {
         return fail(load, "could not open every connection");
     }
     let payload = vec![0x5au8; load.args.size];
-    let frame = if load.args.raw { payload.clone() } else { client_frame(2, &payload) };
+    let frame = if load.args.raw {
+        payload.clone()
+    } else {
+        client_frame(2, &payload)
+    };
     let now = Instant::now();
     for c in &mut load.conns {
         for _ in 0..load.args.inflight {
@@ -453,7 +504,9 @@ fn echo(load: &mut Load) -> String {
             load.errors.add("timed out");
             break;
         }
-        load.poll.poll(&mut events, Some(Duration::from_millis(10))).expect("poll");
+        load.poll
+            .poll(&mut events, Some(Duration::from_millis(10)))
+            .expect("poll");
         let now = Instant::now();
         let measuring = window.tick(now, load.args.server_pid);
         for ev in events.iter() {
@@ -558,7 +611,9 @@ fn fanout(load: &mut Load) -> String {
             load.errors.add("timed out");
             break;
         }
-        load.poll.poll(&mut events, Some(Duration::from_millis(10))).expect("poll");
+        load.poll
+            .poll(&mut events, Some(Duration::from_millis(10)))
+            .expect("poll");
         let now = Instant::now();
         let measuring = window.tick(now, load.args.server_pid);
         if window.ended && publishing {
@@ -608,7 +663,9 @@ fn fanout(load: &mut Load) -> String {
         }
         load.flush(publisher);
         if !publishing {
-            let all_in = load.conns[..subscribers].iter().all(|c| c.expect_seq >= next_seq || c.state != State::Open);
+            let all_in = load.conns[..subscribers]
+                .iter()
+                .all(|c| c.expect_seq >= next_seq || c.state != State::Open);
             if all_in {
                 break;
             }
@@ -684,7 +741,16 @@ fn handshakes(load: &mut Load) -> String {
                 break;
             };
             let slot = free.pop().unwrap_or(load.conns.len());
-            if load.poll.registry().register(&mut stream, Token(slot), Interest::READABLE | Interest::WRITABLE).is_err() {
+            if load
+                .poll
+                .registry()
+                .register(
+                    &mut stream,
+                    Token(slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )
+                .is_err()
+            {
                 break;
             }
             let conn = Conn {
@@ -703,7 +769,9 @@ fn handshakes(load: &mut Load) -> String {
             }
             live += 1;
         }
-        load.poll.poll(&mut events, Some(Duration::from_millis(10))).expect("poll");
+        load.poll
+            .poll(&mut events, Some(Duration::from_millis(10)))
+            .expect("poll");
         let measuring = window.tick(Instant::now(), load.args.server_pid);
         for ev in events.iter() {
             let i = ev.token().0;
@@ -737,12 +805,21 @@ fn handshakes(load: &mut Load) -> String {
 
 /// A stream to put in a finished slot (an unconnected socket; never polled).
 fn connect_placeholder() -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM.nonblocking(), None).expect("socket");
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM.nonblocking(),
+        None,
+    )
+    .expect("socket");
     TcpStream::from_std(socket.into())
 }
 
 fn fail(load: &Load, why: &str) -> String {
-    format!("{{\"scenario\":\"{:?}\",\"failed\":\"{why}\",\"errors\":{}}}", load.args.scenario, load.errors.total())
+    format!(
+        "{{\"scenario\":\"{:?}\",\"failed\":\"{why}\",\"errors\":{}}}",
+        load.args.scenario,
+        load.errors.total()
+    )
 }
 
 fn main() {

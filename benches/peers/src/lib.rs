@@ -22,7 +22,9 @@ pub async fn accept_upgrade(stream: &mut tokio::net::TcpStream) -> bool {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let key = loop {
-        let Ok(n) = stream.read(&mut chunk).await else { return false };
+        let Ok(n) = stream.read(&mut chunk).await else {
+            return false;
+        };
         if n == 0 {
             return false;
         }
@@ -31,7 +33,10 @@ pub async fn accept_upgrade(stream: &mut tokio::net::TcpStream) -> bool {
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
-                let key = req.headers.iter().find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"));
+                let key = req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"));
                 match key {
                     Some(k) => break k.value.to_vec(),
                     None => return false,
@@ -53,5 +58,8 @@ pub async fn accept_upgrade(stream: &mut tokio::net::TcpStream) -> bool {
 
 /// A current-thread tokio runtime: the peers run on one core like ringsocket's worker.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }

@@ -10,7 +10,9 @@ fn main() {
     rs_peers::runtime().block_on(async move {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 if !rs_peers::accept_upgrade(&mut stream).await {
@@ -18,7 +20,9 @@ fn main() {
                 }
                 let mut ws = WebSocket::after_handshake(stream, Role::Server);
                 loop {
-                    let Ok(frame) = ws.read_frame().await else { return };
+                    let Ok(frame) = ws.read_frame().await else {
+                        return;
+                    };
                     match frame.opcode {
                         OpCode::Text | OpCode::Binary => {
                             let reply = Frame::new(true, frame.opcode, None, frame.payload);

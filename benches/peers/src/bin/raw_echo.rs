@@ -15,7 +15,9 @@ fn main() {
     let (port, _) = rs_peers::args();
     let mut poll = Poll::new().expect("epoll");
     let mut listener = TcpListener::bind(([127, 0, 0, 1], port).into()).expect("bind");
-    poll.registry().register(&mut listener, Token(0), Interest::READABLE).expect("register");
+    poll.registry()
+        .register(&mut listener, Token(0), Interest::READABLE)
+        .expect("register");
     let mut conns: HashMap<usize, Conn> = HashMap::new();
     let mut next = 1;
     let mut events = Events::with_capacity(1024);
@@ -26,14 +28,28 @@ fn main() {
             if ev.token() == Token(0) {
                 while let Ok((mut stream, _)) = listener.accept() {
                     let _ = stream.set_nodelay(true);
-                    poll.registry().register(&mut stream, Token(next), Interest::READABLE | Interest::WRITABLE).expect("register");
-                    conns.insert(next, Conn { stream, unsent: Vec::new() });
+                    poll.registry()
+                        .register(
+                            &mut stream,
+                            Token(next),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .expect("register");
+                    conns.insert(
+                        next,
+                        Conn {
+                            stream,
+                            unsent: Vec::new(),
+                        },
+                    );
                     next += 1;
                 }
                 continue;
             }
             let key = ev.token().0;
-            let Some(c) = conns.get_mut(&key) else { continue };
+            let Some(c) = conns.get_mut(&key) else {
+                continue;
+            };
             let mut dead = false;
             if ev.is_writable() && !c.unsent.is_empty() {
                 match c.stream.write(&c.unsent) {
@@ -55,7 +71,9 @@ fn main() {
                             if c.unsent.is_empty() {
                                 match c.stream.write(&buf[..n]) {
                                     Ok(w) => c.unsent.extend_from_slice(&buf[w..n]),
-                                    Err(e) if e.kind() == ErrorKind::WouldBlock => c.unsent.extend_from_slice(&buf[..n]),
+                                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                        c.unsent.extend_from_slice(&buf[..n])
+                                    }
                                     Err(_) => dead = true,
                                 }
                             } else {

@@ -25,13 +25,18 @@ fn main() {
         let tx = Arc::new(tx);
         let hub = (fanout && tuned).then(spawn_hub);
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let tx = tx.clone();
             let hub = hub.clone();
             tokio::spawn(async move {
                 let config = tuned.then(|| WebSocketConfig::default().read_buffer_size(4096));
-                let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config).await else { return };
+                let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, config).await
+                else {
+                    return;
+                };
                 if let Some(hub) = hub {
                     hub_conn(ws, hub).await;
                 } else if fanout {
@@ -106,7 +111,10 @@ async fn broadcast_conn(
     writer.abort();
 }
 
-type Sink = futures_util::stream::SplitSink<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, Message>;
+type Sink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    Message,
+>;
 
 enum HubEvent {
     Join(Sink),
