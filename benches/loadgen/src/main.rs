@@ -200,6 +200,21 @@ struct Conn {
     expect_seq: u64,
 }
 
+impl Conn {
+    /// A connection that is still connecting.
+    fn new(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            state: State::Connecting,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            sent: VecDeque::new(),
+            expect_seq: 0,
+        }
+    }
+}
+
 fn connect(addr: SocketAddr, src: Option<IpAddr>, linger0: bool) -> std::io::Result<TcpStream> {
     let socket = socket2::Socket::new(
         socket2::Domain::IPV4,
@@ -265,15 +280,7 @@ impl Load {
                         Interest::READABLE | Interest::WRITABLE,
                     )
                     .ok()?;
-                self.conns.push(Conn {
-                    stream,
-                    state: State::Connecting,
-                    inbuf: Vec::new(),
-                    out: Vec::new(),
-                    out_pos: 0,
-                    sent: VecDeque::new(),
-                    expect_seq: 0,
-                });
+                self.conns.push(Conn::new(stream));
                 Some(token)
             }
             Err(e) => {
@@ -377,6 +384,20 @@ impl Load {
                 }
             }
         }
+    }
+
+    /// Waits for events (10 ms at most) and advances the window: the time and whether it
+    /// is inside the measured part, or None once the run's time is up.
+    fn step(&mut self, events: &mut Events, window: &mut Window) -> Option<(Instant, bool)> {
+        if Instant::now() > self.deadline {
+            self.errors.add("timed out");
+            return None;
+        }
+        self.poll
+            .poll(events, Some(Duration::from_millis(10)))
+            .expect("poll");
+        let now = Instant::now();
+        Some((now, window.tick(now, self.args.server_pid)))
     }
 
     /// Writes a connection's queued bytes until done or the socket would block.
@@ -500,15 +521,9 @@ fn echo(load: &mut Load) -> String {
         load.flush(i);
     }
     while !window.ended {
-        if Instant::now() > load.deadline {
-            load.errors.add("timed out");
+        let Some((now, measuring)) = load.step(&mut events, &mut window) else {
             break;
-        }
-        load.poll
-            .poll(&mut events, Some(Duration::from_millis(10)))
-            .expect("poll");
-        let now = Instant::now();
-        let measuring = window.tick(now, load.args.server_pid);
+        };
         for ev in events.iter() {
             let i = ev.token().0;
             if load.conns[i].state != State::Open {
@@ -607,15 +622,9 @@ fn fanout(load: &mut Load) -> String {
     let mut publishing = true;
     let mut drain_until = None;
     loop {
-        if Instant::now() > load.deadline {
-            load.errors.add("timed out");
+        let Some((now, measuring)) = load.step(&mut events, &mut window) else {
             break;
-        }
-        load.poll
-            .poll(&mut events, Some(Duration::from_millis(10)))
-            .expect("poll");
-        let now = Instant::now();
-        let measuring = window.tick(now, load.args.server_pid);
+        };
         if window.ended && publishing {
             publishing = false;
             drain_until = Some(now + Duration::from_secs(2));
@@ -753,15 +762,7 @@ fn handshakes(load: &mut Load) -> String {
             {
                 break;
             }
-            let conn = Conn {
-                stream,
-                state: State::Connecting,
-                inbuf: Vec::new(),
-                out: Vec::new(),
-                out_pos: 0,
-                sent: VecDeque::new(),
-                expect_seq: 0,
-            };
+            let conn = Conn::new(stream);
             if slot == load.conns.len() {
                 load.conns.push(conn);
             } else {
