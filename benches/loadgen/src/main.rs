@@ -621,10 +621,7 @@ fn fanout(load: &mut Load) -> String {
     let mut events = Events::with_capacity(4096);
     let mut publishing = true;
     let mut drain_until = None;
-    loop {
-        let Some((now, measuring)) = load.step(&mut events, &mut window) else {
-            break;
-        };
+    while let Some((now, measuring)) = load.step(&mut events, &mut window) {
         if window.ended && publishing {
             publishing = false;
             drain_until = Some(now + Duration::from_secs(2));
