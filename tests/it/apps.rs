@@ -154,6 +154,30 @@ fn app_close_reaches_the_client_and_the_close_callback() {
 }
 
 #[test]
+fn nothing_is_sent_after_an_app_close() {
+    let s = Server::start(json!([probe(json!({}))]), json!({}));
+    let mut stream = s.raw();
+    raw_handshake(&mut stream, "/probe", "");
+    send_frame(&mut stream, true, 1, b"closesend");
+    let (_, opcode, payload) = read_frame(&mut stream);
+    assert_eq!(
+        opcode,
+        8,
+        "the close frame comes first: {:?}",
+        String::from_utf8_lossy(&payload)
+    );
+    assert_eq!(payload[..2], 4001u16.to_be_bytes());
+    send_frame(&mut stream, true, 8, &4001u16.to_be_bytes());
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    assert!(
+        rest.is_empty(),
+        "nothing follows the close frame: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[test]
 fn abnormal_disconnects_are_reported_as_1006() {
     let s = Server::start(json!([probe(json!({"log_close": true}))]), json!({}));
     let mut watcher = s.connect("/probe");

@@ -805,6 +805,12 @@ impl Worker {
             return;
         }
         conn.phase = Phase::Closing;
+        self.unregister(key, code);
+    }
+
+    /// Takes a connection that just left `Open` off its app's list and tells the app.
+    fn unregister(&mut self, key: usize, code: u16) {
+        let conn = &mut self.conns[key];
         let (app, slot, id) = (conn.app, conn.app_slot, conn.id);
         trim(&mut conn.message);
         let list = &mut self.app_conns[app];
@@ -936,12 +942,10 @@ impl Worker {
     }
 
     fn leave_open_after_app_close(&mut self, key: usize, code: u16) {
-        // The close frame is queued already; move to Closing and tell the app.
-        let conn = &mut self.conns[key];
-        if conn.phase == Phase::Open {
-            self.leave_open(key, code);
-            self.set_deadline(key, self.limits.ws_wait);
-        }
+        // The close frame is queued and the phase is Closing already (so nothing was
+        // queued after it); tell the app and wait for the client's close.
+        self.unregister(key, code);
+        self.set_deadline(key, self.limits.ws_wait);
     }
 
     fn drain_backlogs(&mut self) {
@@ -1022,6 +1026,8 @@ fn on_outbound(
             let conn = &mut conns[key];
             if conn.phase == Phase::Open && conn.app == app {
                 queue_frame(conn, Opcode::Close, rec.payload);
+                // Nothing may follow the close frame, not even this batch's later sends.
+                conn.phase = Phase::Closing;
                 let code = rec
                     .payload
                     .get(..2)

@@ -8,6 +8,7 @@
 //! | `all TEXT` | sends TEXT to every client |
 //! | `except ID,ID,.. TEXT` | sends TEXT to every client but the listed ones |
 //! | `close CODE` | closes the sender with CODE and reason "bye" |
+//! | `closesend` | closes the sender with 4001, then tries to send it a message |
 //! | `burst N SIZE` | sends the sender N binary messages of SIZE bytes, each starting with its index (u32 LE) |
 //! | `timer MS` | after MS milliseconds, sends "tick" to every client |
 //! | `panic` / `error` | panics / returns an error (the client gets 1011) |
@@ -87,6 +88,10 @@ impl App for Probe {
             "all" => ctx.broadcast(Message::Text(rest)),
             "except" => ctx.broadcast_except(&ids(arg), Message::Text(tail)),
             "close" => ctx.close(client, arg.parse().unwrap_or(4000), "bye"),
+            "closesend" => {
+                ctx.close(client, 4001, "bye")?;
+                ctx.reply(Message::Text("sent after the close"))
+            }
             "burst" => {
                 let n: u32 = arg.parse().unwrap_or(0);
                 let size: usize = tail.parse().unwrap_or(4).max(4);
