@@ -241,3 +241,36 @@ fn broadcast_app_sends_every_message_to_every_client() {
         assert_eq!(c.read().unwrap(), Message::binary(big.clone()));
     }
 }
+
+#[test]
+fn a_client_that_pings_without_reading_is_closed_not_buffered() {
+    let s = Server::start(
+        json!([app("echo", "echo", "/echo")]),
+        json!({"max_ws_msg_size": 1000, "max_outbound_buf_size": 20000}),
+    );
+    let mut stream = s.raw();
+    raw_handshake(&mut stream, "/echo", "");
+    // Tens of MB of pongs owed to a client that reads nothing: the kernel buffers fill,
+    // then the server's own buffer hits its cap.
+    let ping = {
+        let mut f = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
+        f.extend_from_slice(&[b'p'; 125]);
+        f
+    };
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    let mut writer = stream.try_clone().unwrap();
+    writer
+        .set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    for _ in 0..400 {
+        if writer.write_all(&batch).is_err() {
+            break; // the server closed the connection
+        }
+    }
+    assert_eq!(read_close(&mut stream), Some(1008));
+}

@@ -724,10 +724,17 @@ impl Worker {
                     }
                 }
                 Event::Ping(payload) => {
-                    if conn.phase == Phase::Open {
-                        queue_frame(conn, Opcode::Pong, payload);
-                        self.mark_dirty(key);
+                    if conn.phase != Phase::Open {
+                        continue;
                     }
+                    // A client that pings without reading the pongs must not grow our
+                    // buffer without bound: it gets the same cap as app messages.
+                    if conn.unsent() + payload.len() + 2 > self.limits.out_cap {
+                        self.close_conn(key, CloseCode::POLICY_VIOLATION, "outbound buffer full");
+                        return buf.len();
+                    }
+                    queue_frame(conn, Opcode::Pong, payload);
+                    self.mark_dirty(key);
                 }
                 Event::Pong(_) => {}
                 Event::Close(close) => {
