@@ -163,3 +163,26 @@ fn slow_handshakes_time_out() {
     ws.send(tungstenite::Message::text("alive")).unwrap();
     assert_eq!(ws.read().unwrap(), tungstenite::Message::text("alive"));
 }
+
+#[test]
+fn connections_beyond_fd_alloc_c_get_503() {
+    let s = Server::start(
+        json!([app("echo", "echo", "/echo")]),
+        json!({"fd_alloc_c": 64, "worker_c": 1}),
+    );
+    let mut held: Vec<_> = (0..64)
+        .map(|_| {
+            let mut st = s.raw();
+            assert!(raw_handshake(&mut st, "/echo", "").starts_with("HTTP/1.1 101"));
+            st
+        })
+        .collect();
+    let mut extra = s.raw();
+    let r = read_http_response(&mut extra);
+    assert!(r.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{r}");
+    // Room again once a client leaves.
+    held.pop();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = s.raw();
+    assert!(raw_handshake(&mut again, "/echo", "").starts_with("HTTP/1.1 101"));
+}
