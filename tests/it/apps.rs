@@ -50,15 +50,30 @@ fn expect_nothing(ws: &mut Client) {
 #[test]
 fn targeted_sends_and_broadcasts_reach_exactly_their_targets() {
     let s = Server::start(json!([probe(json!({}))]), json!({"worker_c": 2}));
-    // Enough clients that both workers own some.
-    let mut clients: Vec<Client> = (0..6).map(|_| s.connect("/probe")).collect();
-    let ids: Vec<u64> = clients.iter_mut().map(id_of).collect();
-    let workers: std::collections::HashSet<u64> = ids.iter().map(|id| id & 0xff).collect();
-    assert_eq!(
-        workers.len(),
-        2,
-        "clients spread over both workers: {ids:?}"
+    // The kernel spreads connections over the workers by hash: connect until each
+    // worker owns three, then keep those six (interleaved, so both workers are tested).
+    let mut per_worker: [Vec<(Client, u64)>; 2] = [Vec::new(), Vec::new()];
+    for _ in 0..200 {
+        if per_worker.iter().all(|w| w.len() >= 3) {
+            break;
+        }
+        let mut ws = s.connect("/probe");
+        let id = id_of(&mut ws);
+        let w = &mut per_worker[(id & 0xff) as usize];
+        if w.len() < 3 {
+            w.push((ws, id));
+        }
+    }
+    assert!(
+        per_worker.iter().all(|w| w.len() == 3),
+        "both workers got clients"
     );
+    let [a, b] = per_worker;
+    let (mut clients, mut ids) = (Vec::new(), Vec::new());
+    for ((ca, ia), (cb, ib)) in a.into_iter().zip(b) {
+        clients.extend([ca, cb]);
+        ids.extend([ia, ib]);
+    }
 
     cmd(&mut clients[0], &format!("to {} single", ids[5]));
     assert_eq!(text(&mut clients[5]), "single");

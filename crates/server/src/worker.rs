@@ -104,9 +104,16 @@ pub(crate) struct AppPipe {
     backlog: VecDeque<Backlogged>,
     /// Connections that stopped reading because of the backlog.
     paused: Vec<usize>,
-    /// The app got records since it was last woken.
+    /// The app got a message since it was last woken: wake it now.
     notify: bool,
+    /// When the app got the first open or close record since it was last woken. Those
+    /// only wake it `LIFECYCLE_WAKE_DELAY` later (unless a message comes first), so a
+    /// burst of connects and disconnects costs one wakeup, not one each.
+    lifecycle_since: Option<Instant>,
 }
+
+/// How long open and close records may wait for their app to be woken.
+const LIFECYCLE_WAKE_DELAY: Duration = Duration::from_millis(1);
 
 impl AppPipe {
     pub(crate) fn new(inbound: Producer, outbound: Consumer, sleep: Arc<SleepState>) -> AppPipe {
@@ -119,6 +126,7 @@ impl AppPipe {
             backlog: VecDeque::new(),
             paused: Vec::new(),
             notify: false,
+            lifecycle_since: None,
         }
     }
 
@@ -199,8 +207,27 @@ impl AppPipe {
             }
         };
         let pushed = push_inbound(&mut self.inbound, header, payload).is_ok();
-        self.notify |= pushed;
+        if pushed {
+            if header.kind == inbound::READ {
+                self.notify = true;
+            } else {
+                self.lifecycle_since.get_or_insert_with(Instant::now);
+            }
+        }
         pushed
+    }
+
+    /// Wakes the app if it has a message, or open/close records older than
+    /// `LIFECYCLE_WAKE_DELAY` (any record, with `force`). Returns when to check again.
+    fn notify(&mut self, now: Instant, force: bool) -> Option<Instant> {
+        let due = self.lifecycle_since.map(|t| t + LIFECYCLE_WAKE_DELAY);
+        let message = std::mem::take(&mut self.notify);
+        if message || due.is_some_and(|due| force || due <= now) {
+            self.lifecycle_since = None;
+            self.sleep.unpark();
+            return None;
+        }
+        due
     }
 
     /// Moves backlogged records into the ring while there is room. Returns whether the
@@ -264,6 +291,8 @@ struct Worker {
     next_serial: u64,
     stop: Arc<AtomicBool>,
     stopping: Option<Instant>,
+    /// When the earliest delayed app wakeup is due.
+    lifecycle_due: Option<Instant>,
 }
 
 /// Runs a worker until the server stops.
@@ -305,6 +334,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         next_serial: 1,
         stop: setup.stop,
         stopping: None,
+        lifecycle_due: None,
     };
     worker.run();
 }
@@ -320,12 +350,12 @@ impl Worker {
             self.drain_outbound();
             self.drain_backlogs();
             self.flush_dirty();
-            self.notify_apps();
             let now = Instant::now();
             self.expire(now);
             if self.stop.load(Ordering::Acquire) && self.begin_or_continue_stop(now) {
                 return;
             }
+            self.notify_apps(now, false);
             let timeout = self.next_timeout(now);
             self.link.sleep.announce();
             let timeout = if self.apps.iter_mut().any(|a| !a.outbound.is_empty()) {
@@ -380,7 +410,7 @@ impl Worker {
                     }
                 }
                 self.flush_dirty();
-                self.notify_apps();
+                self.notify_apps(now, true);
                 *self.stopping.insert(now + self.limits.stop_wait)
             }
         };
@@ -401,6 +431,10 @@ impl Worker {
             t = Some(t.map_or(Duration::from_millis(50), |t| {
                 t.min(Duration::from_millis(50))
             }));
+        }
+        if let Some(due) = self.lifecycle_due {
+            let wait = due.saturating_duration_since(now);
+            t = Some(t.map_or(wait, |t| t.min(wait)));
         }
         t
     }
@@ -972,10 +1006,13 @@ impl Worker {
         }
     }
 
-    fn notify_apps(&mut self) {
+    /// Wakes the apps that have records to handle (see [`AppPipe::notify`]), and
+    /// remembers when the next delayed wakeup is due.
+    fn notify_apps(&mut self, now: Instant, force: bool) {
+        self.lifecycle_due = None;
         for pipe in &mut self.apps {
-            if std::mem::take(&mut pipe.notify) {
-                pipe.sleep.unpark();
+            if let Some(due) = pipe.notify(now, force) {
+                self.lifecycle_due = Some(self.lifecycle_due.map_or(due, |d| d.min(due)));
             }
         }
     }
