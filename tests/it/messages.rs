@@ -274,3 +274,38 @@ fn a_client_that_pings_without_reading_is_closed_not_buffered() {
     }
     assert_eq!(read_close(&mut stream), Some(1008));
 }
+
+#[test]
+fn random_garbage_never_takes_the_server_down() {
+    let s = Server::start(
+        json!([app("echo", "echo", "/echo")]),
+        json!({"max_ws_msg_size": 4096}),
+    );
+    // A small xorshift generator: deterministic, so a failure can be replayed.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..300 {
+        let mut stream = s.raw();
+        if round % 3 != 0 {
+            raw_handshake(&mut stream, "/echo", "");
+        }
+        let len = (next() % 3000) as usize;
+        let mut junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 5 == 0 && !junk.is_empty() {
+            junk[0] = 0x81 | (next() as u8 & 0x70); // a plausible first byte, maybe with RSV bits
+        }
+        let _ = stream.write_all(&junk);
+        drop(stream);
+    }
+    let mut ws = s.connect("/echo");
+    ws.send(Message::text("still alive")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("still alive"));
+    let mut s = s;
+    assert!(s.is_running());
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}
