@@ -158,16 +158,7 @@ fn client_process() {
         assert!(r.starts_with("HTTP/1.1 101"), "{r}");
         s
     };
-    let frame = |payload: &[u8]| {
-        let mut f = vec![0x82, 0x80 | payload.len() as u8, 1, 2, 3, 4];
-        f.extend(
-            payload
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
-        );
-        f
-    };
+    let frame = |payload: &[u8]| client_frame(true, 2, payload);
     let skip = |s: &mut TcpStream, len: usize| {
         let mut buf = vec![0u8; len];
         s.read_exact(&mut buf).unwrap();

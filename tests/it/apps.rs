@@ -250,16 +250,7 @@ fn full_inbound_ring_loses_and_reorders_nothing() {
         for i in 0..count {
             let mut payload = vec![(i % 251) as u8; 100 + (i as usize * 37) % 800];
             payload[..4].copy_from_slice(&i.to_le_bytes());
-            let mask = [9, 8, 7, 6];
-            batch.push(0x82);
-            if payload.len() < 126 {
-                batch.push(0x80 | payload.len() as u8);
-            } else {
-                batch.push(0x80 | 126);
-                batch.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            }
-            batch.extend_from_slice(&mask);
-            batch.extend(payload.iter().enumerate().map(|(j, b)| b ^ mask[j % 4]));
+            batch.extend(client_frame(true, 2, &payload));
         }
         writer.write_all(&batch).unwrap();
     });

@@ -205,11 +205,7 @@ fn many_small_messages_arrive_in_order() {
     raw_handshake(&mut stream, "/echo", "");
     let mut batch = Vec::new();
     for i in 0..5000u32 {
-        let payload = i.to_le_bytes();
-        let mask = [1, 2, 3, 4];
-        batch.extend_from_slice(&[0x82, 0x84]);
-        batch.extend_from_slice(&mask);
-        batch.extend(payload.iter().enumerate().map(|(j, b)| b ^ mask[j]));
+        batch.extend(client_frame(true, 2, &i.to_le_bytes()));
     }
     let mut writer = stream.try_clone().unwrap();
     let sender = std::thread::spawn(move || writer.write_all(&batch).unwrap());
@@ -252,11 +248,7 @@ fn a_client_that_pings_without_reading_is_closed_not_buffered() {
     raw_handshake(&mut stream, "/echo", "");
     // Tens of MB of pongs owed to a client that reads nothing: the kernel buffers fill,
     // then the server's own buffer hits its cap.
-    let ping = {
-        let mut f = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
-        f.extend_from_slice(&[b'p'; 125]);
-        f
-    };
+    let ping = client_frame(true, 9, &[b'p'; 125]);
     let batch: Vec<u8> = ping
         .iter()
         .copied()

@@ -302,24 +302,24 @@ pub fn read_http_response(stream: &mut TcpStream) -> String {
     head + &String::from_utf8_lossy(&body)
 }
 
+/// One masked client frame (any opcode bits, reserved ones included).
+pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    ringsocket_proto::frame::encode_client_frame(
+        fin,
+        opcode,
+        payload,
+        [0x12, 0x34, 0x56, 0x78],
+        &mut frame,
+    );
+    frame
+}
+
 /// Writes one masked client frame.
 pub fn send_frame(stream: &mut TcpStream, fin: bool, opcode: u8, payload: &[u8]) {
-    let mask = [0x12, 0x34, 0x56, 0x78];
-    let mut frame = vec![(u8::from(fin) << 7) | opcode];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n < 65536 => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    stream.write_all(&frame).unwrap();
+    stream
+        .write_all(&client_frame(fin, opcode, payload))
+        .unwrap();
 }
 
 /// Reads one server frame: (fin, opcode, payload). Panics on EOF or timeout.

@@ -138,22 +138,15 @@ fn raise_fd_limit() {
 /// A masked client frame. The key is fixed: the point is the server's cost, and a
 /// frame built once is copied for every send.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [0x3a, 0x91, 0x5c, 0x07];
-    let mut f = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n < 65536 => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i & 3]));
-    f
+    let mut frame = Vec::new();
+    ringsocket_proto::frame::encode_client_frame(
+        true,
+        opcode,
+        payload,
+        [0x3a, 0x91, 0x5c, 0x07],
+        &mut frame,
+    );
+    frame
 }
 
 /// Parses one unmasked server frame at the start of `buf`: (opcode, payload range, frame

@@ -156,7 +156,17 @@ pub fn encode_header(
     payload_len: u64,
     out: &mut [u8; MAX_SERVER_HEADER_LEN],
 ) -> usize {
-    out[0] = (u8::from(fin) << 7) | opcode.bits();
+    encode_raw_header(fin, opcode.bits(), payload_len, out)
+}
+
+/// [`encode_header`] for any four opcode bits, reserved ones included.
+fn encode_raw_header(
+    fin: bool,
+    opcode_bits: u8,
+    payload_len: u64,
+    out: &mut [u8; MAX_SERVER_HEADER_LEN],
+) -> usize {
+    out[0] = (u8::from(fin) << 7) | (opcode_bits & 0x0f);
     if payload_len < 126 {
         out[1] = payload_len as u8;
         2
@@ -169,6 +179,26 @@ pub fn encode_header(
         out[2..10].copy_from_slice(&payload_len.to_be_bytes());
         10
     }
+}
+
+/// Appends a complete masked (client) frame to `out`: what a WebSocket client sends, for
+/// test clients and load generators. `opcode_bits` may be any four bits, reserved
+/// opcodes included, so that tests can send what a server must refuse.
+pub fn encode_client_frame(
+    fin: bool,
+    opcode_bits: u8,
+    payload: &[u8],
+    mask: [u8; 4],
+    out: &mut Vec<u8>,
+) {
+    let mut header = [0; MAX_SERVER_HEADER_LEN];
+    let n = encode_raw_header(fin, opcode_bits, payload.len() as u64, &mut header);
+    header[1] |= 0x80;
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask, 0);
 }
 
 /// XORs `buf` with `mask`, where `buf` starts `offset` bytes into the masked payload.
