@@ -9,7 +9,7 @@ use ringsocket_tests::*;
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -58,12 +58,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-fn start_in_process(port: u16) -> ringsocket_server::Running {
+/// Starts the server on a port the kernel picks, and returns it with that port.
+fn start_in_process() -> (ringsocket_server::Running, u16) {
     let config = json!({
-        "ports": [{"port_number": port, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}],
+        "ports": [{"port_number": 0, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}],
         "apps": [
-            {"name": "echo", "app_path": plugin("echo"), "endpoints": [{"url": format!("ws://127.0.0.1:{port}/echo")}]},
-            {"name": "broadcast", "app_path": plugin("broadcast"), "endpoints": [{"url": format!("ws://127.0.0.1:{port}/broadcast")}]},
+            {"name": "echo", "app_path": plugin("echo"), "endpoints": [{"url": "ws://127.0.0.1:0/echo"}]},
+            {"name": "broadcast", "app_path": plugin("broadcast"), "endpoints": [{"url": "ws://127.0.0.1:0/broadcast"}]},
         ],
         "worker_c": 2,
         "user": "root", "allow_root_apps": true,
@@ -73,15 +74,16 @@ fn start_in_process(port: u16) -> ringsocket_server::Running {
         std::path::Path::new("/alloc-test.json"),
     )
     .unwrap();
-    Server::prepare(config).unwrap().start().unwrap()
+    let prepared = Server::prepare(config).unwrap();
+    let port = prepared.local_addrs()[0].port();
+    (prepared.start().unwrap(), port)
 }
 
 /// Runs the client half in a child process and counts the server's allocations while
 /// the measured part of its traffic flows.
 fn measure(mode: &str) -> (u64, String) {
     EXEMPT.with(|e| e.set(true));
-    let port = free_port();
-    let server = start_in_process(port);
+    let (server, port) = start_in_process();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -109,8 +111,6 @@ fn measure(mode: &str) -> (u64, String) {
         }
     };
     wait_for("WARM");
-    // Let the server settle after the warm-up (buffers reach their steady size).
-    std::thread::sleep(std::time::Duration::from_millis(200));
     ALLOCATIONS.store(0, Relaxed);
     COUNTING.store(true, Relaxed);
     writeln!(stdin, "GO").unwrap();
@@ -159,9 +159,15 @@ fn client_process() {
         s
     };
     let frame = |payload: &[u8]| client_frame(true, 2, payload);
-    let skip = |s: &mut TcpStream, len: usize| {
-        let mut buf = vec![0u8; len];
-        s.read_exact(&mut buf).unwrap();
+    // Every frame the server sends is read and checked; the count printed at the end
+    // is what was verified, not what was meant to be sent.
+    let verified = std::cell::Cell::new(0u64);
+    let expect = |s: &mut TcpStream, n: usize, payload: &[u8]| {
+        for _ in 0..n {
+            let (fin, opcode, got) = read_frame(s);
+            assert!(fin && opcode == 2 && got == payload, "unexpected frame");
+            verified.set(verified.get() + 1);
+        }
     };
     let go = || {
         let mut line = String::new();
@@ -177,7 +183,7 @@ fn client_process() {
                     c.write_all(&batch).unwrap();
                 }
                 for c in conns.iter_mut() {
-                    skip(c, 10 * 34);
+                    expect(c, 10, &[7u8; 32]);
                 }
             };
             for _ in 0..200 {
@@ -185,22 +191,41 @@ fn client_process() {
             }
             writeln!(out.lock(), "WARM").unwrap();
             go();
+            verified.set(0);
             for _ in 0..600 {
                 round(&mut conns);
             }
-            writeln!(out.lock(), "DONE {}", 600 * 20 * 10).unwrap();
+            writeln!(out.lock(), "DONE {}", verified.get()).unwrap();
         }
         _ => {
             let mut subs: Vec<TcpStream> = (0..100).map(|_| connect("/broadcast")).collect();
+            // Every subscriber is known to the app once its own message comes back (the
+            // app sees a client's open before its messages); then a marker from the
+            // publisher, read by everyone, ends the greetings.
+            let hello = |i: usize| {
+                let mut p = [0u8; 64];
+                p[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+                p
+            };
+            for (i, s) in subs.iter_mut().enumerate() {
+                s.write_all(&frame(&hello(i))).unwrap();
+            }
+            for (i, s) in subs.iter_mut().enumerate() {
+                while read_frame(s).2 != hello(i) {}
+            }
             let mut publisher = connect("/broadcast");
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            let marker = [1u8; 64];
+            publisher.write_all(&frame(&marker)).unwrap();
+            for s in subs.iter_mut().chain(std::iter::once(&mut publisher)) {
+                while read_frame(s).2 != marker {}
+            }
             let msg = frame(&[9u8; 64]);
             let round = |publisher: &mut TcpStream, subs: &mut Vec<TcpStream>| {
                 for _ in 0..4 {
                     publisher.write_all(&msg).unwrap();
                 }
                 for s in subs.iter_mut().chain(std::iter::once(publisher)) {
-                    skip(s, 4 * 66);
+                    expect(s, 4, &[9u8; 64]);
                 }
             };
             for _ in 0..100 {
@@ -208,10 +233,11 @@ fn client_process() {
             }
             writeln!(out.lock(), "WARM").unwrap();
             go();
+            verified.set(0);
             for _ in 0..300 {
                 round(&mut publisher, &mut subs);
             }
-            writeln!(out.lock(), "DONE {}", 300 * 4 * 101).unwrap();
+            writeln!(out.lock(), "DONE {}", verified.get()).unwrap();
         }
     }
 }

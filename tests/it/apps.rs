@@ -29,7 +29,20 @@ fn id_of(ws: &mut Client) -> u64 {
     text(ws).parse().unwrap()
 }
 
-/// Sets a short read timeout so "nothing arrives" can be asserted.
+/// Asserts that nothing reached `ws` since its last message: `from` (which sent the
+/// commands before) sends it a marker, and per-client order means the marker comes
+/// next unless something else was sent to `ws` in between.
+fn expect_marker_next(clients: &mut [Client], from: usize, to: usize, to_id: u64) {
+    cmd(&mut clients[from], &format!("to {to_id} marker"));
+    assert_eq!(
+        text(&mut clients[to]),
+        "marker",
+        "client {to} got something"
+    );
+}
+
+/// Sets a short read timeout so "nothing arrives" can be asserted (only for what
+/// no marker can order: a timer that must not fire again).
 fn expect_nothing(ws: &mut Client) {
     ws.get_mut()
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -84,7 +97,7 @@ fn targeted_sends_and_broadcasts_reach_exactly_their_targets() {
     );
     assert_eq!(text(&mut clients[2]), "many");
     assert_eq!(text(&mut clients[3]), "many");
-    expect_nothing(&mut clients[2]); // listed twice, sent once
+    expect_marker_next(&mut clients, 1, 2, ids[2]); // listed twice, sent once
 
     cmd(&mut clients[0], "all everyone");
     for c in clients.iter_mut() {
@@ -93,22 +106,22 @@ fn targeted_sends_and_broadcasts_reach_exactly_their_targets() {
 
     // The original RingSocket sent "all except one" to everyone.
     cmd(&mut clients[0], &format!("except {} not-you", ids[4]));
-    for (i, c) in clients.iter_mut().enumerate() {
+    for i in 0..clients.len() {
         if i == 4 {
-            expect_nothing(c);
+            expect_marker_next(&mut clients, 0, i, ids[i]);
         } else {
-            assert_eq!(text(c), "not-you", "client {i}");
+            assert_eq!(text(&mut clients[i]), "not-you", "client {i}");
         }
     }
     cmd(
         &mut clients[0],
         &format!("except {},{} not-you-two", ids[0], ids[3]),
     );
-    for (i, c) in clients.iter_mut().enumerate() {
+    for i in 0..clients.len() {
         if i == 0 || i == 3 {
-            expect_nothing(c);
+            expect_marker_next(&mut clients, 0, i, ids[i]);
         } else {
-            assert_eq!(text(c), "not-you-two", "client {i}");
+            assert_eq!(text(&mut clients[i]), "not-you-two", "client {i}");
         }
     }
 }
@@ -127,9 +140,10 @@ fn client_ids_are_never_reused() {
     }
     // A message to a gone client goes nowhere, and nobody else gets it.
     let old = *seen.iter().next().unwrap();
-    let mut ws = s.connect("/probe");
-    cmd(&mut ws, &format!("to {old} ghost"));
-    expect_nothing(&mut ws);
+    let mut clients = [s.connect("/probe")];
+    let own = id_of(&mut clients[0]);
+    cmd(&mut clients[0], &format!("to {old} ghost"));
+    expect_marker_next(&mut clients, 0, 0, own);
 }
 
 #[test]
@@ -297,7 +311,6 @@ fn a_slow_reader_is_closed_with_1008_not_buffered_forever() {
     raw_handshake(&mut stream, "/probe", "");
     // Ask for 100 MB and read none of it.
     send_frame(&mut stream, true, 1, b"burst 1000 100000");
-    std::thread::sleep(Duration::from_secs(1));
     let code = read_close(&mut stream);
     assert_eq!(code, Some(1008));
 }

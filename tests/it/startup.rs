@@ -143,7 +143,11 @@ fn libraries_without_the_descriptor_are_refused() {
     start_fails_with(
         &dir,
         "/nonexistent/libx.so",
-        &["/nonexistent/libx.so", "cannot load plugin"],
+        &[
+            "/nonexistent/libx.so",
+            "cannot load plugin",
+            "No such file or directory",
+        ],
     );
 }
 
@@ -161,6 +165,11 @@ fn a_failing_init_refuses_to_start() {
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("app 'probe'") && err.contains("init callback failed"),
+        "{err}"
+    );
+    // The app's own error text reaches the log.
+    assert!(
+        err.contains("app probe: init failed: fail_init is set"),
         "{err}"
     );
 }

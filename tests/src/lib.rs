@@ -44,7 +44,20 @@ pub fn plugin(name: &str) -> PathBuf {
     path
 }
 
-/// A port that was free a moment ago.
+/// The port in a server log's first "ports[0]: listening on ADDR" line.
+pub fn listening_port(log: &str) -> Option<u16> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("ports[0]: listening on "))?;
+    let addr = line.rsplit("listening on ").next()?;
+    addr.trim()
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.port())
+}
+
+/// A port that was free a moment ago (only for configurations that need a fixed port
+/// number, such as a second instance on the same port).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -111,9 +124,9 @@ impl Server {
     /// Like [`Server::start`], but the port is plain (`ws://`) only if `plain`; a TLS
     /// port needs `certs` in `extra`.
     pub fn start_on(plain: bool, apps: Value, extra: Value) -> Server {
-        let port = free_port();
+        // Port 0: the kernel picks a free port, which the server logs.
         let mut config = json!({
-            "ports": [{"port_number": port, "is_unencrypted": plain, "ip_addrs": ["127.0.0.1"]}],
+            "ports": [{"port_number": 0, "is_unencrypted": plain, "ip_addrs": ["127.0.0.1"]}],
             "apps": apps,
             "log_level": "debug",
             "worker_c": 2,
@@ -123,7 +136,7 @@ impl Server {
                 root.insert(k.clone(), v.clone());
             }
         }
-        let text = config.to_string().replace("{port}", &port.to_string());
+        let text = config.to_string().replace("{port}", "0");
         let dir = TempDir::new();
         let path = dir.0.join("ringsocket.json");
         std::fs::write(&path, text).unwrap();
@@ -147,16 +160,20 @@ impl Server {
         });
         let server = Server {
             child: Some(child),
-            port,
+            port: 0,
             dir,
             log,
         };
         Self::wait_listening(server, Instant::now() + Duration::from_secs(15))
     }
 
+    /// Waits for the "listening on ADDR" line, then for the port to accept.
     fn wait_listening(mut server: Server, deadline: Instant) -> Server {
         loop {
-            if TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
+            if server.port == 0 {
+                server.port = listening_port(&server.log()).unwrap_or(0);
+            }
+            if server.port != 0 && TcpStream::connect(("127.0.0.1", server.port)).is_ok() {
                 return server;
             }
             if let Ok(Some(status)) = server.child.as_mut().unwrap().try_wait() {
@@ -200,6 +217,22 @@ impl Server {
             tungstenite::client::client_with_config(self.url(path), stream, Some(client_config()))
                 .expect("handshake");
         ws
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// The server's resident memory in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kb * 1024
     }
 
     /// Whether the process is still running.

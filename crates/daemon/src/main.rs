@@ -128,6 +128,10 @@ fn main() -> ExitCode {
         Err(e) => report.warn(&e),
     }
     let pid_file = config.pid_file.clone();
+    let log_file = config
+        .log_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(ringsocket_server::config::DEFAULT_LOG_FILE));
     let shutdown_timeout = Duration::from_secs(config.shutdown_timeout.into());
     let prepared = match Server::prepare(config) {
         Ok(prepared) => prepared,
@@ -140,10 +144,19 @@ fn main() -> ExitCode {
             Ok(None) => unreachable!("the parent process exits in daemonize"),
             Err(e) => return report.fail(EXIT_START, &e),
         }
-        if let Err(e) = logger::use_syslog() {
-            report.warn(&format!(
-                "cannot log to syslog ({e}); log lines are dropped"
-            ));
+        match logger::use_syslog_or_file(&log_file) {
+            Ok(logger::Destination::Syslog) => {}
+            Ok(logger::Destination::File(why)) => {
+                if let Some(owner) = &target {
+                    // The file stays writable (and reopenable on SIGHUP) as the user.
+                    let _ = nix::unistd::chown(&log_file, Some(owner.uid), Some(owner.gid));
+                }
+                log::info!(
+                    "cannot log to syslog ({why}); logging to {}",
+                    log_file.display()
+                );
+            }
+            Err(e) => report.warn(&format!("{e}; log lines are dropped")),
         }
     }
 

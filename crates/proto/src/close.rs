@@ -23,6 +23,26 @@ impl CloseCode {
     pub const MESSAGE_TOO_BIG: CloseCode = CloseCode(1009);
     /// 1011: the server hit an unexpected condition (e.g. an app callback failed).
     pub const INTERNAL_ERROR: CloseCode = CloseCode(1011);
+    /// 1013: try again later (the server is short of a resource, e.g. memory).
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+    /// 1005: reported (never sent) when a close frame carried no code.
+    pub const NO_STATUS: CloseCode = CloseCode(1005);
+    /// 1006: reported (never sent) when the connection was lost without a close frame.
+    pub const ABNORMAL: CloseCode = CloseCode(1006);
+
+    /// The reason the server sends with a code it chose itself.
+    pub fn default_reason(self) -> &'static str {
+        match self.0 {
+            1001 => "going away",
+            1002 => "protocol error",
+            1007 => "invalid UTF-8",
+            1008 => "policy violation",
+            1009 => "message too big",
+            1011 => "internal error",
+            1013 => "try again later",
+            _ => "",
+        }
+    }
 
     /// Whether an endpoint may put this code in a close frame on the wire (§7.4.1, §7.4.2).
     pub fn is_sendable(self) -> bool {

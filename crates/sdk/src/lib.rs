@@ -263,12 +263,27 @@ pub trait App: Sized + 'static {
 }
 
 /// Runs `f`, turning a panic or an error into the non-zero status the ABI expects.
-fn guard(f: impl FnOnce() -> Result<(), Error>) -> c_int {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => 0,
-        Ok(Err(_)) => 1,
-        Err(_) => 2,
+/// Runs a callback body, turning its error or panic into a status code; the error's
+/// text (or the panic message) reaches the server's log under the app's name.
+fn guard(rs: *mut abi::rs_t, what: &str, f: impl FnOnce() -> Result<(), Error>) -> c_int {
+    let (status, text) = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => return 0,
+        Ok(Err(e)) => (1, format!("{what} failed: {e}")),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            (2, format!("{what} panicked: {msg}"))
+        }
+    };
+    if !rs.is_null() {
+        // SAFETY: `rs` is the live handle of the callback that just failed.
+        let mut ctx = unsafe { Context::new(rs) };
+        ctx.log(log_level::Level::Error, &text);
     }
+    status
 }
 
 /// # Safety
@@ -285,8 +300,7 @@ unsafe extern "C" fn init_shim<A: App>(
     len: usize,
     state: *mut *mut c_void,
 ) -> c_int {
-    let _ = rs;
-    guard(|| {
+    guard(rs, "init", || {
         // SAFETY: the server passes `len` bytes of UTF-8 JSON at `settings`.
         let bytes = unsafe { std::slice::from_raw_parts(settings.cast::<u8>(), len) };
         let settings = std::str::from_utf8(bytes).map_err(|_| Error::Invalid)?;
@@ -303,7 +317,7 @@ unsafe extern "C" fn open_shim<A: App>(
     client: u64,
     info: *const abi::rs_open_info,
 ) -> c_int {
-    guard(|| {
+    guard(rs, "open callback", || {
         // SAFETY: the server passes a live info whose strings are valid UTF-8 slices.
         let info = unsafe { &*info };
         // SAFETY: as above.
@@ -338,7 +352,7 @@ unsafe extern "C" fn read_shim<A: App>(
     data: *const u8,
     len: usize,
 ) -> c_int {
-    guard(|| {
+    guard(rs, "read callback", || {
         // SAFETY: the server passes `len` live bytes at `data` (dangling-but-valid if 0).
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
         let msg = if kind == abi::RS_UTF8 {
@@ -358,7 +372,7 @@ unsafe extern "C" fn close_shim<A: App>(
     client: u64,
     code: u16,
 ) -> c_int {
-    guard(|| {
+    guard(rs, "close callback", || {
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
         app.close(&mut ctx, ClientId(client), code);
@@ -367,7 +381,7 @@ unsafe extern "C" fn close_shim<A: App>(
 }
 
 unsafe extern "C" fn timer_shim<A: App>(rs: *mut abi::rs_t, state: *mut c_void) -> c_int {
-    guard(|| {
+    guard(rs, "timer callback", || {
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
         app.timer(&mut ctx);

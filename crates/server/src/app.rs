@@ -3,11 +3,13 @@
 
 use crate::config::AppConfig;
 use crate::plugin::Plugin;
-use crate::records::{inbound, indirect, outbound, worker_of};
+use crate::records::{
+    ClientId, IdList, Inbound, InboundRx, LargeMessage, Outbound, OutboundTx, Payload, Targets,
+};
 use crate::WorkerLink;
 use ringsocket_abi as abi;
-use ringsocket_proto::CloseCode;
-use ringsocket_ring::{Consumer, Full, Producer, SleepState};
+use ringsocket_proto::{CloseCode, MessageKind};
+use ringsocket_ring::SleepState;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,14 +35,14 @@ enum Callback {
 pub(crate) struct HostCtx {
     header: abi::rs_header,
     name: String,
-    outbound: Vec<Producer>,
+    outbound: Vec<OutboundTx>,
     workers: Vec<Arc<WorkerLink>>,
     sleep: Arc<SleepState>,
     /// Workers that got records since they were last woken.
     dirty: Vec<bool>,
     /// Per-worker scratch lists of ids (reused: no allocation per send).
     scratch: Vec<Vec<u64>>,
-    current: u64,
+    current: ClientId,
     callback: Callback,
     timer: Option<Instant>,
     max_msg: usize,
@@ -100,7 +102,7 @@ unsafe extern "C" fn host_close(
     let reason = unsafe { plugin_slice(reason.cast::<u8>(), len) };
     match reason.map(std::str::from_utf8) {
         Some(Ok(reason)) if CloseCode(code).is_app_allowed() => {
-            ctx.close_client(client, CloseCode(code), reason)
+            ctx.close_client(ClientId(client), CloseCode(code), reason)
         }
         _ => abi::RS_ERR_INVALID,
     }
@@ -129,7 +131,7 @@ unsafe extern "C" fn host_set_timer(rs: *mut abi::rs_t, delay_us: u64) -> c_int 
 
 unsafe extern "C" fn host_current_client(rs: *const abi::rs_t) -> u64 {
     // SAFETY: as in host_send (read-only here).
-    unsafe { (*rs.cast::<HostCtx>()).current }
+    unsafe { (*rs.cast::<HostCtx>()).current.0 }
 }
 
 unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_char, len: usize) {
@@ -151,16 +153,17 @@ unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_ch
 
 impl HostCtx {
     fn send(&mut self, target: u32, ids: &[u64], kind: u32, data: &[u8]) -> c_int {
-        if kind > abi::RS_UTF8 {
-            return abi::RS_ERR_INVALID;
-        }
+        let kind = match kind {
+            abi::RS_BIN => MessageKind::Binary,
+            abi::RS_UTF8 => MessageKind::Text,
+            _ => return abi::RS_ERR_INVALID,
+        };
         if data.len() > self.max_msg {
             return abi::RS_ERR_TOO_BIG;
         }
-        if kind == abi::RS_UTF8 && std::str::from_utf8(data).is_err() {
+        if kind == MessageKind::Text && std::str::from_utf8(data).is_err() {
             return abi::RS_ERR_INVALID;
         }
-        let msg_kind = kind as u8;
         // A large message is copied once into a buffer every worker shares.
         let mut shared = None;
         match target {
@@ -168,75 +171,61 @@ impl HostCtx {
                 if !matches!(self.callback, Callback::Open | Callback::Read) {
                     return abi::RS_ERR_CONTEXT;
                 }
-                let to = [self.current];
-                self.push_message(
-                    worker_of(self.current),
-                    msg_kind,
-                    outbound::TO_LIST,
-                    &to,
-                    data,
-                    &mut shared,
-                );
+                let to = [self.current.0];
+                let w = self.current.worker();
+                self.push_message(w, kind, Targets::List(IdList::Ids(&to)), data, &mut shared);
             }
             abi::RS_TO_SINGLE | abi::RS_TO_MULTI => {
                 if target == abi::RS_TO_SINGLE && ids.len() != 1 {
                     return abi::RS_ERR_INVALID;
                 }
-                return self.send_grouped(ids, outbound::TO_LIST, msg_kind, data, &mut shared);
+                return self.send_grouped(ids, false, kind, data, &mut shared);
             }
             abi::RS_TO_EVERY => {
                 for w in 0..self.outbound.len() {
-                    self.push_message(w, msg_kind, outbound::TO_ALL_EXCEPT, &[], data, &mut shared);
+                    let to = Targets::AllExcept(IdList::Ids(&[]));
+                    self.push_message(w, kind, to, data, &mut shared);
                 }
             }
             abi::RS_TO_EVERY_EXCEPT => {
-                return self.send_grouped(ids, outbound::TO_ALL_EXCEPT, msg_kind, data, &mut shared)
+                return self.send_grouped(ids, true, kind, data, &mut shared)
             }
             _ => return abi::RS_ERR_INVALID,
         }
         abi::RS_OK
     }
 
-    /// Whether `data` goes to worker `w` through a shared buffer rather than inline.
-    fn is_large(&self, w: usize, data: &[u8]) -> bool {
-        data.len() > indirect::threshold(self.outbound[w].max_record_len())
+    /// The payload of a message for worker `w`: inline, or a reference to `shared`
+    /// (created from `data` on first use) when the message is large.
+    fn payload<'d>(&self, w: usize, data: &'d [u8], shared: &mut Option<Arc<[u8]>>) -> Payload<'d> {
+        if data.len() <= self.outbound[w].inline_max() {
+            return Payload::Inline(data);
+        }
+        let reference = shared.get_or_insert_with(|| Arc::from(data)).clone();
+        Payload::Large(LargeMessage::shared(reference))
     }
 
-    /// Queues one SEND record for worker `w`: inline, or as a reference to `shared`
-    /// (created from `data` on first use) when the message is large.
+    /// Queues one message record for worker `w`.
     fn push_message(
         &mut self,
         w: usize,
-        msg_kind: u8,
-        target: u8,
-        ids: &[u64],
+        kind: MessageKind,
+        to: Targets<'_>,
         data: &[u8],
         shared: &mut Option<Arc<[u8]>>,
     ) {
-        if !self.is_large(w, data) {
-            self.push(w, outbound::SEND, msg_kind, target, 0, ids, &[data]);
-            return;
-        }
-        let reference = shared.get_or_insert_with(|| Arc::from(data)).clone();
-        let parts = indirect::shared_parts(reference);
-        self.push(
-            w,
-            outbound::SEND,
-            msg_kind,
-            target,
-            indirect::SEND_SHARED,
-            ids,
-            &[&parts],
-        );
+        let payload = self.payload(w, data, shared);
+        self.push(w, Outbound::Send { kind, to, payload });
     }
 
-    /// Splits `ids` by owning worker and sends each worker one record. For `TO_LIST`
-    /// workers with no ids get nothing; for `TO_ALL_EXCEPT` every worker gets one.
+    /// Splits `ids` by owning worker and sends each worker one record: to the listed
+    /// ids, or (`except`) to all but them. Without `except`, workers with no ids get
+    /// nothing; with it, every worker gets one.
     fn send_grouped(
         &mut self,
         ids: &[u64],
-        target: u8,
-        msg_kind: u8,
+        except: bool,
+        kind: MessageKind,
         data: &[u8],
         shared: &mut Option<Arc<[u8]>>,
     ) -> c_int {
@@ -245,7 +234,7 @@ impl HostCtx {
             list.clear();
         }
         for &id in ids {
-            let w = worker_of(id);
+            let w = ClientId(id).worker();
             if id != 0 && w < workers {
                 self.scratch[w].push(id);
             }
@@ -254,76 +243,67 @@ impl HostCtx {
             let mut list = std::mem::take(&mut self.scratch[w]);
             list.sort_unstable();
             list.dedup();
-            let payload_len = if self.is_large(w, data) {
-                indirect::SHARED_LEN
-            } else {
-                data.len()
-            };
-            if outbound::Record::len(list.len(), payload_len) > self.outbound[w].max_record_len() {
-                self.scratch[w] = list;
-                return abi::RS_ERR_TOO_BIG;
-            }
-            if target == outbound::TO_ALL_EXCEPT || !list.is_empty() {
-                self.push_message(w, msg_kind, target, &list, data, shared);
+            if except || !list.is_empty() {
+                let payload = self.payload(w, data, shared);
+                let ids = IdList::Ids(&list);
+                let to = if except {
+                    Targets::AllExcept(ids)
+                } else {
+                    Targets::List(ids)
+                };
+                let record = Outbound::Send { kind, to, payload };
+                if record.wire_len() > self.outbound[w].max_record_len() {
+                    self.scratch[w] = list;
+                    return abi::RS_ERR_TOO_BIG;
+                }
+                self.push(w, record);
             }
             self.scratch[w] = list;
         }
         abi::RS_OK
     }
 
-    fn close_client(&mut self, client: u64, code: CloseCode, reason: &str) -> c_int {
-        let w = worker_of(client);
-        if client == 0 || w >= self.outbound.len() {
+    fn close_client(&mut self, client: ClientId, code: CloseCode, reason: &str) -> c_int {
+        let w = client.worker();
+        if client.0 == 0 || w >= self.outbound.len() {
             return abi::RS_ERR_INVALID;
         }
         let mut payload = [0u8; 125];
         let n = ringsocket_proto::close::encode_close_payload(code, reason, &mut payload);
         self.push(
             w,
-            outbound::CLOSE,
-            0,
-            outbound::TO_LIST,
-            0,
-            &[client],
-            &[&payload[..n]],
+            Outbound::Close {
+                client,
+                frame_payload: &payload[..n],
+            },
         );
         abi::RS_OK
     }
 
     /// Appends one record to worker `w`'s ring, waiting (parked, not spinning) while the
     /// ring is full.
-    #[allow(clippy::too_many_arguments)] // one argument per record field
-    fn push(
-        &mut self,
-        w: usize,
-        op: u8,
-        msg_kind: u8,
-        target: u8,
-        flags: u8,
-        ids: &[u64],
-        payloads: &[&[u8]],
-    ) {
-        let len = outbound::Record::len(ids.len(), payloads.iter().map(|p| p.len()).sum());
-        let fill = |buf: &mut [u8]| {
-            outbound::Record::write(buf, op, msg_kind, target, flags, ids, payloads)
-        };
+    fn push(&mut self, w: usize, record: Outbound<'_>) {
         self.dirty[w] = true;
-        if self.outbound[w].try_push_with(len, fill) == Ok(()) {
+        let Err(mut record) = self.outbound[w].try_push(record) else {
             return;
-        }
+        };
         loop {
             // Full: ask the worker to tell us when it frees room, make sure it is awake
             // to do so, and sleep until then.
             self.outbound[w].set_waiting();
-            if self.outbound[w].try_push_with(len, fill) == Ok(()) {
-                return;
-            }
+            record = match self.outbound[w].try_push(record) {
+                Ok(()) => return,
+                Err(r) => r,
+            };
             wake_worker(&self.workers[w]);
             self.sleep.announce();
-            if self.outbound[w].try_push_with(len, fill) == Ok(()) {
-                self.sleep.withdraw();
-                return;
-            }
+            record = match self.outbound[w].try_push(record) {
+                Ok(()) => {
+                    self.sleep.withdraw();
+                    return;
+                }
+                Err(r) => r,
+            };
             self.sleep.park(None);
         }
     }
@@ -347,10 +327,18 @@ fn wake_worker(link: &WorkerLink) {
 }
 
 /// Static facts about one of the app's endpoints, for the open callback.
-struct EndpointInfo {
-    endpoint_id: u16,
-    path: String,
-    subprotocols: Vec<String>,
+pub(crate) struct EndpointInfo {
+    pub(crate) endpoint_id: u16,
+    pub(crate) path: String,
+    pub(crate) subprotocols: Vec<String>,
+}
+
+/// An app thread's ends of the rings and wakeups: one ring pair per worker.
+pub(crate) struct AppWiring {
+    pub(crate) inbound: Vec<InboundRx>,
+    pub(crate) outbound: Vec<OutboundTx>,
+    pub(crate) workers: Vec<Arc<WorkerLink>>,
+    pub(crate) sleep: Arc<SleepState>,
 }
 
 /// Everything an app thread owns.
@@ -359,7 +347,7 @@ pub(crate) struct AppThread {
     config: AppConfig,
     endpoints: Vec<EndpointInfo>,
     ctx: Box<HostCtx>,
-    inbound: Vec<Consumer>,
+    inbound: Vec<InboundRx>,
     state: *mut c_void,
     stop: Arc<AtomicBool>,
 }
@@ -370,38 +358,24 @@ pub(crate) struct AppThread {
 unsafe impl Send for AppThread {}
 
 impl AppThread {
-    #[allow(clippy::too_many_arguments)] // the wiring of one app: each argument is one ring set or handle
     pub(crate) fn new(
         plugin: Arc<Plugin>,
         config: AppConfig,
-        inbound: Vec<Consumer>,
-        outbound: Vec<Producer>,
-        workers: Vec<Arc<WorkerLink>>,
-        sleep: Arc<SleepState>,
+        endpoints: Vec<EndpointInfo>,
+        wiring: AppWiring,
         max_msg: usize,
         stop: Arc<AtomicBool>,
     ) -> AppThread {
-        let endpoints = config
-            .endpoints
-            .iter()
-            .map(|e| EndpointInfo {
-                endpoint_id: e.endpoint_id,
-                path: crate::config::EndpointUrl::parse(&e.url)
-                    .map(|u| u.path)
-                    .unwrap_or_default(),
-                subprotocols: e.subprotocols.clone(),
-            })
-            .collect();
-        let n = workers.len();
+        let n = wiring.workers.len();
         let ctx = Box::new(HostCtx {
             header: abi::rs_header { api: &HOST_API },
             name: config.name.clone(),
-            outbound,
-            workers,
-            sleep,
+            outbound: wiring.outbound,
+            workers: wiring.workers,
+            sleep: wiring.sleep,
             dirty: vec![false; n],
             scratch: vec![Vec::new(); n],
-            current: 0,
+            current: ClientId(0),
             callback: Callback::None,
             timer: None,
             max_msg,
@@ -411,7 +385,7 @@ impl AppThread {
             config,
             endpoints,
             ctx,
-            inbound,
+            inbound: wiring.inbound,
             state: std::ptr::null_mut(),
             stop,
         }
@@ -533,107 +507,76 @@ fn dispatch(
     state: *mut c_void,
     endpoints: &[EndpointInfo],
     config: &AppConfig,
-    rec: &[u8],
+    record: Inbound<'_>,
 ) {
-    let header = inbound::Header::read(rec);
-    let payload = &rec[inbound::HEADER..];
     let d = plugin.descriptor();
     let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
-    ctx.current = header.client;
-    let status = match header.kind {
-        inbound::OPEN => match d.open.filter(|_| !config.no_open_cb) {
-            Some(open) => {
-                let endpoint = &endpoints[usize::from(header.a)];
-                let protocol = header
-                    .b
-                    .checked_sub(1)
-                    .and_then(|i| endpoint.subprotocols.get(i as usize));
-                let info = abi::rs_open_info {
-                    endpoint_id: endpoint.endpoint_id,
-                    url_path: endpoint.path.as_ptr().cast(),
-                    url_path_len: endpoint.path.len(),
-                    subprotocol: protocol.map_or(std::ptr::null(), |p| p.as_ptr().cast()),
-                    subprotocol_len: protocol.map_or(0, |p| p.len()),
-                };
-                ctx.callback = Callback::Open;
-                // SAFETY: ABI v1 open: live handle, the plugin's state, a live info.
-                unsafe { open(rs, state, header.client, &info) }
-            }
-            None => 0,
-        },
-        inbound::READ => {
-            // A large message arrives as the worker's buffer, which is ours to free.
-            let owned = (header.b == indirect::READ_VEC)
-                // SAFETY: the worker encoded a forgotten Vec into this record, which is
-                // popped (and so taken back) exactly once.
-                .then(|| unsafe { indirect::take_vec(payload) });
-            let data = owned.as_deref().unwrap_or(payload);
-            match d.read {
+    let (client, status) = match record {
+        Inbound::Open {
+            client,
+            endpoint,
+            protocol,
+        } => {
+            ctx.current = client;
+            let status = match d.open.filter(|_| !config.no_open_cb) {
+                Some(open) => {
+                    let endpoint = &endpoints[usize::from(endpoint.0)];
+                    let protocol = protocol.and_then(|i| endpoint.subprotocols.get(usize::from(i)));
+                    let info = abi::rs_open_info {
+                        endpoint_id: endpoint.endpoint_id,
+                        url_path: endpoint.path.as_ptr().cast(),
+                        url_path_len: endpoint.path.len(),
+                        subprotocol: protocol.map_or(std::ptr::null(), |p| p.as_ptr().cast()),
+                        subprotocol_len: protocol.map_or(0, |p| p.len()),
+                    };
+                    ctx.callback = Callback::Open;
+                    // SAFETY: ABI v1 open: live handle, the plugin's state, a live info.
+                    unsafe { open(rs, state, client.0, &info) }
+                }
+                None => 0,
+            };
+            (client, status)
+        }
+        Inbound::Message {
+            client,
+            kind,
+            payload,
+        } => {
+            ctx.current = client;
+            // A large message's buffer is ours now, freed when `payload` drops.
+            let data = payload.bytes();
+            let status = match d.read {
                 Some(read) => {
                     ctx.callback = Callback::Read;
                     // SAFETY: ABI v1 read: `data` stays alive until we return.
-                    unsafe {
-                        read(
-                            rs,
-                            state,
-                            header.client,
-                            u32::from(header.msg_kind),
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    }
+                    unsafe { read(rs, state, client.0, kind as u32, data.as_ptr(), data.len()) }
                 }
                 None => 0,
-            }
+            };
+            (client, status)
         }
-        inbound::CLOSE => match d.close.filter(|_| !config.no_close_cb) {
-            Some(close) => {
+        Inbound::Close { client, code } => {
+            ctx.current = client;
+            if let Some(close) = d.close.filter(|_| !config.no_close_cb) {
                 ctx.callback = Callback::Close;
                 // SAFETY: ABI v1 close: live handle and state.
-                unsafe { close(rs, state, header.client, header.a) };
-                0
+                unsafe { close(rs, state, client.0, code.0) };
             }
-            None => 0,
-        },
-        other => {
-            log::error!("app {}: unknown inbound record kind {other}", config.name);
-            0
+            ctx.callback = Callback::None;
+            // Everything the app sends this client is in the ring now.
+            ctx.push(client.worker(), Outbound::Closed { client });
+            ctx.current = ClientId(0);
+            return;
         }
     };
     ctx.callback = Callback::None;
-    if header.kind == inbound::CLOSE {
-        ctx.push(
-            worker_of(header.client),
-            outbound::CLOSED,
-            0,
-            outbound::TO_LIST,
-            0,
-            &[header.client],
-            &[],
-        );
-    }
-    if status != 0 && header.kind != inbound::CLOSE {
+    if status != 0 {
         log::warn!(
             "app {}: callback for client {} failed with status {status}; closing it with 1011",
             config.name,
-            header.client
+            client.0
         );
-        ctx.close_client(header.client, CloseCode::INTERNAL_ERROR, "app error");
+        ctx.close_client(client, CloseCode::INTERNAL_ERROR, "app error");
     }
-    ctx.current = 0;
-}
-
-/// Pushes one inbound record for an app; used by workers.
-///
-/// # Errors
-/// [`Full`] if the ring has no room right now.
-pub(crate) fn push_inbound(
-    producer: &mut Producer,
-    header: inbound::Header,
-    payload: &[u8],
-) -> Result<(), Full> {
-    producer.try_push_with(inbound::HEADER + payload.len(), |buf| {
-        header.write(&mut buf[..inbound::HEADER]);
-        buf[inbound::HEADER..].copy_from_slice(payload);
-    })
+    ctx.current = ClientId(0);
 }

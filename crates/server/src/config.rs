@@ -5,14 +5,18 @@
 //! [`Config::ignored_keys`]. Every error names the file and the key path
 //! (e.g. `apps[1].endpoints[0].url`).
 
+use ringsocket_session::{AppIndex, EndpointIndex, Limits, Route, Routes, SessionConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The default configuration path.
 pub const DEFAULT_PATH: &str = "/etc/ringsocket.json";
+/// Where a daemon logs when no syslog socket accepts its lines (`log_file`).
+pub const DEFAULT_LOG_FILE: &str = "/var/log/ringsocket.log";
 
 /// A configuration error: which file, which key, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,30 @@ pub struct Config {
     /// Seconds a SIGTERM/SIGINT stop may take before the process exits anyway.
     #[serde(default = "defaults::shutdown_timeout")]
     pub shutdown_timeout: u32,
+    /// Seconds a connection may be quiet before it is pinged; 0 turns pings off.
+    #[serde(default = "defaults::ping_interval")]
+    pub ping_interval: u32,
+    /// Seconds a pinged connection has to send anything before it is dropped.
+    #[serde(default = "defaults::pong_timeout")]
+    pub pong_timeout: u32,
+    /// Seconds without a data message either way before a connection is closed with
+    /// 1001; 0 turns this off.
+    #[serde(default)]
+    pub idle_timeout: u32,
+    /// Connections (open or upgrading) one IP address may hold; 0 means no limit.
+    #[serde(default)]
+    pub max_conns_per_ip: u32,
+    /// Bytes all connections together may hold in buffers (partial messages, unsent
+    /// output, input held back); beyond it the largest holders are dropped.
+    #[serde(default)]
+    pub max_buffered_bytes: Option<u64>,
+    /// A file the daemon logs to when no syslog socket accepts its lines.
+    #[serde(default)]
+    pub log_file: Option<PathBuf>,
+
+    /// What validation derived from the rest, for start-up to use.
+    #[serde(skip)]
+    plan: Plan,
 
     /// RingSocket 1 tuning key, no longer used.
     #[serde(default)]
@@ -224,6 +252,12 @@ mod defaults {
     pub(super) fn shutdown_timeout() -> u32 {
         10
     }
+    pub(super) fn ping_interval() -> u32 {
+        30
+    }
+    pub(super) fn pong_timeout() -> u32 {
+        30
+    }
 }
 
 /// A parsed `ws[s]://host[:port]/path` endpoint URL.
@@ -336,7 +370,7 @@ impl Config {
                 app.app_path = base.join(&app.app_path);
             }
         }
-        config.validate().map_err(|(key, message)| ConfigError {
+        config.plan = config.validate().map_err(|(key, message)| ConfigError {
             file: path.to_path_buf(),
             key: Some(key),
             message,
@@ -383,16 +417,6 @@ impl Config {
         }
     }
 
-    /// Bytes of each worker→app ring (a power of two).
-    pub fn inbound_ring_size(&self) -> usize {
-        ring_size(self.inbound_ring_buf_size)
-    }
-
-    /// Bytes of each app→worker ring (a power of two).
-    pub fn outbound_ring_size(&self) -> usize {
-        ring_size(self.outbound_ring_buf_size)
-    }
-
     /// Bytes that may wait unsent for one client.
     pub fn outbound_cap(&self) -> u64 {
         self.max_outbound_buf_size
@@ -401,17 +425,20 @@ impl Config {
 
     /// The app and endpoint (indices) serving `path` on `port`, if any.
     pub fn route(&self, port: u16, path: &str) -> Option<(usize, usize)> {
-        self.apps.iter().enumerate().find_map(|(a, app)| {
-            app.endpoints
-                .iter()
-                .position(|e| {
-                    EndpointUrl::parse(&e.url).is_ok_and(|u| u.port == port && u.path == path)
-                })
-                .map(|ep| (a, ep))
-        })
+        self.plan
+            .session
+            .routes
+            .find(port, path)
+            .map(|r| (r.app.0, usize::from(r.endpoint.0)))
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// What the validated configuration means for start-up: routes and limits.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// Checks every key and derives the [`Plan`] from them.
+    fn validate(&self) -> Result<Plan, (String, String)> {
         let err = |key: String, msg: String| Err((key, msg));
         if self.ports.is_empty() {
             return err("ports".into(), "at least one port is required".into());
@@ -488,6 +515,24 @@ impl Config {
                 return err(key.into(), format!("{v} is outside 1..=3600 seconds"));
             }
         }
+        for (key, v, min) in [
+            ("ping_interval", self.ping_interval, 0),
+            ("pong_timeout", self.pong_timeout, 1),
+            ("idle_timeout", self.idle_timeout, 0),
+        ] {
+            if v < min || v > 86_400 {
+                return err(key.into(), format!("{v} is outside {min}..=86400 seconds"));
+            }
+        }
+        if let Some(budget) = self.max_buffered_bytes {
+            let min = self.outbound_cap().saturating_mul(2);
+            if budget < min {
+                return err(
+                    "max_buffered_bytes".into(),
+                    format!("{budget} is less than 2 × max_outbound_buf_size ({min})"),
+                );
+            }
+        }
         if !(256..=1 << 20).contains(&self.max_http_header_size) {
             return err(
                 "max_http_header_size".into(),
@@ -496,9 +541,6 @@ impl Config {
         }
         let mut port_numbers = HashMap::new();
         for (i, port) in self.ports.iter().enumerate() {
-            if port.port_number == 0 {
-                return err(format!("ports[{i}].port_number"), "0 is not a port".into());
-            }
             if port_numbers
                 .insert(port.port_number, port.is_unencrypted)
                 .is_some()
@@ -540,6 +582,7 @@ impl Config {
             }
         }
         let mut routes = HashSet::new();
+        let mut route_table = Vec::new();
         let mut names = HashSet::new();
         for (a, app) in self.apps.iter().enumerate() {
             if app.name.is_empty() || app.name.chars().count() > 32 {
@@ -552,6 +595,12 @@ impl Config {
                 return err(
                     format!("apps[{a}].name"),
                     format!("'{}' is used by another app", app.name),
+                );
+            }
+            if app.endpoints.len() > usize::from(u16::MAX) {
+                return err(
+                    format!("apps[{a}].endpoints"),
+                    "more than 65535 endpoints".into(),
                 );
             }
             if app.endpoints.is_empty() {
@@ -590,6 +639,20 @@ impl Config {
                         ),
                     );
                 }
+                if ep.subprotocols.len() > usize::from(u16::MAX - 1) {
+                    return err(
+                        format!("apps[{a}].endpoints[{e}].subprotocols"),
+                        "too many subprotocols".into(),
+                    );
+                }
+                route_table.push(Route {
+                    port: url.port,
+                    path: url.path.clone(),
+                    app: AppIndex(a),
+                    endpoint: EndpointIndex(e as u16),
+                    allowed_origins: ep.allowed_origins.clone(),
+                    subprotocols: ep.subprotocols.clone(),
+                });
                 for (p, proto) in ep.subprotocols.iter().enumerate() {
                     if proto.is_empty()
                         || !proto
@@ -604,9 +667,89 @@ impl Config {
                 }
             }
         }
-        Ok(())
+        Ok(self.derive_plan(Routes::new(route_table)))
+    }
+
+    /// Every number start-up needs, derived from the validated keys in one place.
+    fn derive_plan(&self, routes: Routes) -> Plan {
+        let workers = self.workers();
+        let secs = |s: u32| Duration::from_secs(s.into());
+        let nonzero = |s: u32| (s > 0).then(|| secs(s));
+        let out_cap = usize::try_from(self.outbound_cap()).unwrap_or(usize::MAX);
+        let limits = Limits {
+            max_message: self.max_ws_msg_size,
+            max_header: self.max_http_header_size as usize,
+            out_cap,
+            handshake_timeout: secs(self.handshake_timeout),
+            http_wait: secs(self.shutdown_wait_http),
+            ws_wait: secs(self.shutdown_wait_ws),
+            ping_interval: nonzero(self.ping_interval),
+            pong_timeout: secs(self.pong_timeout),
+            idle_timeout: nonzero(self.idle_timeout),
+        };
+        // Files that are not connections: listeners, polls, eventfds, plugins, logs.
+        let listeners: usize = self.ports.len() * 2 * workers;
+        let reserved = listeners + 4 * workers + 2 * self.apps.len() + 32;
+        let conn_fds = (self.fd_alloc_c as usize)
+            .saturating_sub(reserved)
+            .max(workers);
+        let budget = self.max_buffered_bytes.map_or(DEFAULT_BUFFERED, |b| {
+            usize::try_from(b).unwrap_or(usize::MAX)
+        });
+        Plan {
+            workers,
+            session: SessionConfig { routes, limits },
+            max_conns_per_worker: conn_fds.div_ceil(workers).max(1),
+            max_conns_per_ip: self.max_conns_per_ip,
+            buffered_per_worker: (budget / workers).max(2 * out_cap),
+            // A request head up to the limit must fit whole, and a frame header plus a
+            // control frame always does.
+            read_buf: (self.max_http_header_size as usize + 1).max(MIN_READ_BUF),
+            poll_events: self.epoll_buf_elem_c as usize,
+            stop_wait: secs(self.shutdown_timeout),
+            inbound_ring: ring_size(self.inbound_ring_buf_size),
+            outbound_ring: ring_size(self.outbound_ring_buf_size),
+            max_app_message: self.max_ws_msg_size as usize,
+        }
     }
 }
+
+/// What a validated configuration means for the runtime: the routes, and every limit
+/// derived from the keys (in [`Config::plan`], computed once at load time).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Worker threads.
+    pub workers: usize,
+    /// The routes and per-connection limits every worker enforces.
+    pub session: SessionConfig,
+    /// Connections one worker may hold (its share of `fd_alloc_c`, less the files
+    /// that are not connections); beyond it new clients get 503.
+    pub max_conns_per_worker: usize,
+    /// Connections one IP address may hold; 0 means no limit.
+    pub max_conns_per_ip: u32,
+    /// Bytes one worker's connections may hold in buffers together (its share of
+    /// `max_buffered_bytes`).
+    pub buffered_per_worker: usize,
+    /// Bytes of each worker's read buffer: a whole request head up to
+    /// `max_http_header_size` fits.
+    pub read_buf: usize,
+    /// Readiness events fetched per poll.
+    pub poll_events: usize,
+    /// How long a graceful stop may wait for close handshakes.
+    pub stop_wait: Duration,
+    /// Bytes of each worker→app ring.
+    pub inbound_ring: usize,
+    /// Bytes of each app→worker ring.
+    pub outbound_ring: usize,
+    /// The largest message an app may send.
+    pub max_app_message: usize,
+}
+
+/// The smallest read buffer.
+const MIN_READ_BUF: usize = 256 * 1024;
+/// The default `max_buffered_bytes`: 1 GiB, e.g. 10 000 connections holding 100 KiB
+/// each.
+const DEFAULT_BUFFERED: usize = 1 << 30;
 
 /// The most worker threads (client ids carry the worker index in 8 bits).
 pub const MAX_WORKERS: usize = 255;
@@ -643,7 +786,12 @@ mod tests {
         assert_eq!(c.apps[0].app_path, Path::new("/etc/libecho.so"));
         assert_eq!(c.route(8080, "/echo"), Some((0, 0)));
         assert_eq!(c.route(8080, "/other"), None);
-        assert_eq!(c.inbound_ring_size(), 1 << 20);
+        assert_eq!(c.plan().inbound_ring, 1 << 20);
+        assert_eq!(c.plan().read_buf, 256 * 1024);
+        assert_eq!(
+            c.plan().session.limits.ping_interval,
+            Some(Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -19,19 +19,19 @@ pub mod config;
 pub mod plugin;
 
 mod app;
-mod conn;
 mod listener;
 mod records;
 mod tls;
 mod worker;
 
-use config::{Config, EndpointUrl};
+use config::{Config, Plan};
 use plugin::{Plugin, PluginError};
+use records::{inbound_ring, outbound_ring};
 use ringsocket_ring::SleepState;
+use ringsocket_session::AppIndex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,31 +88,6 @@ pub(crate) struct WorkerLink {
     pub(crate) waker: mio::Waker,
 }
 
-/// One endpoint, as workers route to it.
-#[derive(Debug, Clone)]
-pub(crate) struct Route {
-    pub(crate) port: u16,
-    pub(crate) path: String,
-    pub(crate) app: usize,
-    pub(crate) endpoint: usize,
-    pub(crate) allowed_origins: Vec<String>,
-    pub(crate) subprotocols: Vec<String>,
-}
-
-/// The numbers workers enforce, taken from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) max_msg: u64,
-    pub(crate) max_header: usize,
-    pub(crate) out_cap: usize,
-    pub(crate) max_conns: usize,
-    pub(crate) events: usize,
-    pub(crate) handshake_timeout: Duration,
-    pub(crate) http_wait: Duration,
-    pub(crate) ws_wait: Duration,
-    pub(crate) stop_wait: Duration,
-}
-
 /// Entry point of the runtime.
 #[derive(Debug)]
 pub struct Server;
@@ -122,11 +97,13 @@ pub struct Prepared {
     config: Config,
     tls: Option<Arc<rustls::ServerConfig>>,
     listeners: Vec<Vec<listener::Listener>>,
+    port_locks: Vec<listener::PortLock>,
     plugins: Vec<Arc<Plugin>>,
 }
 
 /// A running server.
 pub struct Running {
+    _port_locks: Vec<listener::PortLock>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     apps: Vec<JoinHandle<()>>,
@@ -142,8 +119,7 @@ impl Server {
     /// [`StartError::Listen`] or [`StartError::Plugin`].
     pub fn prepare(config: Config) -> Result<Prepared, StartError> {
         let tls = tls::server_config(&config)?;
-        let workers = config.workers();
-        let listeners = listener::bind_all(&config, workers)?;
+        let (listeners, port_locks) = listener::bind_all(&config, config.plan().workers)?;
         let mut plugins = Vec::new();
         for (i, app) in config.apps.iter().enumerate() {
             let plugin = Plugin::load(&app.app_path).map_err(|source| StartError::Plugin {
@@ -157,6 +133,7 @@ impl Server {
         Ok(Prepared {
             config,
             listeners,
+            port_locks,
             plugins,
             tls,
         })
@@ -183,9 +160,11 @@ impl Prepared {
         let Prepared {
             config,
             listeners,
+            port_locks,
             plugins,
             tls,
         } = self;
+        let plan = Arc::new(config.plan().clone());
         let workers = listeners.len();
         let stop = Arc::new(AtomicBool::new(false));
         let os = |what| move |source| StartError::Os { what, source };
@@ -203,108 +182,56 @@ impl Prepared {
             polls.push(poll);
         }
 
-        // pipes[w][a]: worker w's end of app a's rings.
-        let mut pipes: Vec<Vec<worker::AppPipe>> = (0..workers).map(|_| Vec::new()).collect();
+        // Worker w's ends of every app's rings: inboxes[w][a], outboxes[w][a].
+        let mut inboxes: Vec<Vec<worker::AppInbox>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut outboxes: Vec<Vec<records::OutboundRx>> =
+            (0..workers).map(|_| Vec::new()).collect();
         let mut app_threads = Vec::new();
         let mut app_sleeps = Vec::new();
         for (a, app) in config.apps.iter().enumerate() {
             let sleep = Arc::new(SleepState::new());
             let (mut inbound, mut outbound) = (Vec::new(), Vec::new());
-            for pipes_w in pipes.iter_mut() {
-                let (in_p, in_c) = ringsocket_ring::channel(config.inbound_ring_size());
-                let (out_p, out_c) = ringsocket_ring::channel(config.outbound_ring_size());
-                inbound.push(in_c);
-                outbound.push(out_p);
-                pipes_w.push(worker::AppPipe::new(in_p, out_c, sleep.clone()));
+            for w in 0..workers {
+                let (in_tx, in_rx) = inbound_ring(plan.inbound_ring);
+                let (out_tx, out_rx) = outbound_ring(plan.outbound_ring);
+                inbound.push(in_rx);
+                outbound.push(out_tx);
+                inboxes[w].push(worker::AppInbox::new(in_tx, sleep.clone()));
+                outboxes[w].push(out_rx);
             }
+            let wiring = app::AppWiring {
+                inbound,
+                outbound,
+                workers: links.clone(),
+                sleep: sleep.clone(),
+            };
             app_threads.push(app::AppThread::new(
                 plugins[a].clone(),
                 app.clone(),
-                inbound,
-                outbound,
-                links.clone(),
-                sleep.clone(),
-                config.max_ws_msg_size as usize,
+                endpoints_of(&plan, a, app),
+                wiring,
+                plan.max_app_message,
                 stop.clone(),
             ));
             app_sleeps.push(sleep);
         }
 
-        let mut app_handles = Vec::new();
-        let mut init_results = Vec::new();
-        for (a, mut thread) in app_threads.into_iter().enumerate() {
-            let (tx, rx) = std::sync::mpsc::channel();
-            let handle = std::thread::Builder::new()
-                .name(format!("rs-app-{}", config.apps[a].name))
-                .spawn(move || {
-                    abort_on_panic("app thread", move || {
-                        let result = thread.init();
-                        let ok = result.is_ok();
-                        let _ = tx.send(result);
-                        if ok {
-                            thread.run();
-                        }
-                    })
-                })
-                .map_err(os("an app thread"))?;
-            app_handles.push(handle);
-            init_results.push(rx);
-        }
-        for rx in init_results {
-            let result = rx
-                .recv()
-                .unwrap_or_else(|_| Err("an app thread died during init".into()));
-            if let Err(e) = result {
-                stop.store(true, Ordering::Release);
-                for s in &app_sleeps {
-                    s.unpark();
-                }
-                return Err(StartError::AppInit(e));
-            }
-        }
-
-        let routes: Arc<[Route]> = config
-            .apps
-            .iter()
-            .enumerate()
-            .flat_map(|(a, app)| {
-                app.endpoints.iter().enumerate().filter_map(move |(e, ep)| {
-                    let url = EndpointUrl::parse(&ep.url).ok()?;
-                    Some(Route {
-                        port: url.port,
-                        path: url.path,
-                        app: a,
-                        endpoint: e,
-                        allowed_origins: ep.allowed_origins.clone(),
-                        subprotocols: ep.subprotocols.clone(),
-                    })
-                })
-            })
-            .collect();
-        let limits = Limits {
-            max_msg: config.max_ws_msg_size,
-            max_header: config.max_http_header_size as usize,
-            out_cap: usize::try_from(config.outbound_cap()).unwrap_or(usize::MAX),
-            max_conns: (config.fd_alloc_c as usize).div_ceil(workers).max(1),
-            events: config.epoll_buf_elem_c as usize,
-            handshake_timeout: Duration::from_secs(config.handshake_timeout.into()),
-            http_wait: Duration::from_secs(config.shutdown_wait_http.into()),
-            ws_wait: Duration::from_secs(config.shutdown_wait_ws.into()),
-            stop_wait: Duration::from_secs(config.shutdown_timeout.into()),
-        };
+        let app_handles = start_apps(&config, app_threads, &stop, &app_sleeps)?;
+        let ip_counts = (plan.max_conns_per_ip > 0)
+            .then(|| Arc::new(listener::IpCounts::new(plan.max_conns_per_ip)));
         let mut worker_handles = Vec::new();
-        for (index, ((poll, worker_listeners), apps)) in
-            polls.into_iter().zip(listeners).zip(pipes).enumerate()
-        {
+        let per_worker = polls.into_iter().zip(listeners).zip(inboxes).zip(outboxes);
+        for (index, (((poll, worker_listeners), inboxes), outboxes)) in per_worker.enumerate() {
             let setup = worker::WorkerSetup {
                 index,
                 poll,
                 link: links[index].clone(),
                 listeners: worker_listeners,
-                apps,
-                routes: routes.clone(),
+                inboxes,
+                outboxes,
                 tls: tls.clone(),
-                limits,
+                plan: plan.clone(),
+                ip_counts: ip_counts.clone(),
                 stop: stop.clone(),
             };
             let handle = std::thread::Builder::new()
@@ -318,6 +245,7 @@ impl Prepared {
             config.apps.len()
         );
         Ok(Running {
+            _port_locks: port_locks,
             stop,
             workers: worker_handles,
             apps: app_handles,
@@ -325,6 +253,70 @@ impl Prepared {
             app_sleeps,
         })
     }
+}
+
+/// What app `a`'s open callback reports of each of its endpoints, from the plan's
+/// routes (indexed by endpoint).
+fn endpoints_of(plan: &Plan, a: usize, app: &config::AppConfig) -> Vec<app::EndpointInfo> {
+    let mut endpoints: Vec<app::EndpointInfo> = app
+        .endpoints
+        .iter()
+        .map(|e| app::EndpointInfo {
+            endpoint_id: e.endpoint_id,
+            path: String::new(),
+            subprotocols: e.subprotocols.clone(),
+        })
+        .collect();
+    for route in plan.session.routes.iter().filter(|r| r.app == AppIndex(a)) {
+        endpoints[usize::from(route.endpoint.0)].path = route.path.clone();
+    }
+    endpoints
+}
+
+/// Runs every app's init on its own thread, then lets the threads run. If an init
+/// fails, the others are stopped and the failure returned.
+fn start_apps(
+    config: &Config,
+    app_threads: Vec<app::AppThread>,
+    stop: &Arc<AtomicBool>,
+    app_sleeps: &[Arc<SleepState>],
+) -> Result<Vec<JoinHandle<()>>, StartError> {
+    let mut app_handles = Vec::new();
+    let mut init_results = Vec::new();
+    for (a, mut thread) in app_threads.into_iter().enumerate() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name(format!("rs-app-{}", config.apps[a].name))
+            .spawn(move || {
+                abort_on_panic("app thread", move || {
+                    let result = thread.init();
+                    let ok = result.is_ok();
+                    let _ = tx.send(result);
+                    if ok {
+                        thread.run();
+                    }
+                })
+            })
+            .map_err(|source| StartError::Os {
+                what: "an app thread",
+                source,
+            })?;
+        app_handles.push(handle);
+        init_results.push(rx);
+    }
+    for rx in init_results {
+        let result = rx
+            .recv()
+            .unwrap_or_else(|_| Err("an app thread died during init".into()));
+        if let Err(e) = result {
+            stop.store(true, Ordering::Release);
+            for s in app_sleeps {
+                s.unpark();
+            }
+            return Err(StartError::AppInit(e));
+        }
+    }
+    Ok(app_handles)
 }
 
 /// Runs a server thread's body; a panic there is a bug in ringsocket, and a process

@@ -80,7 +80,9 @@ impl Plugin {
     pub fn load(path: &Path) -> Result<Plugin, PluginError> {
         let open_err = |e: libloading::Error| PluginError::Open {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            // libloading's own text is only "dlopen failed"; the loader's reason (e.g.
+            // "No such file or directory") is its source.
+            reason: std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string()),
         };
         // SAFETY: loading a library runs its initialisers, i.e. foreign code. Plugin paths
         // come only from the configuration file, which the operator controls (it is

@@ -1,293 +1,719 @@
-//! The record formats carried by the rings: worker→app ("inbound") and app→worker
-//! ("outbound"). Every record starts with a fixed little-endian header.
+//! The records the rings carry, as types: worker→app ([`Inbound`]) and app→worker
+//! ([`Outbound`]). Their byte layout is private to this module, which also owns the
+//! one place where a large message's buffer crosses a ring as a pointer
+//! ([`LargeMessage`]).
+//!
+//! The rings are wrapped ([`InboundTx`]/[`InboundRx`], [`OutboundTx`]/[`OutboundRx`]) so
+//! that a record is encoded and decoded only here, and each record is decoded exactly
+//! once — which is what makes taking back a large message's buffer sound.
+//!
+//! Layout (little-endian), after the ring's own record header:
+//! ```text
+//! inbound:  kind u8 | msg_kind u8 | large u8 | 0 u8 | arg u32 | client u64 | payload
+//! outbound: op u8   | msg_kind u8 | target u8 | large u8 | id_count u32 | ids u64… | payload
+//! ```
+//! A large payload is a [`LargeMessage`]'s 25-byte wire form instead of the bytes.
 
-/// Worker→app records: a client opened, sent a message, or closed.
-pub(crate) mod inbound {
-    /// A client completed the handshake. `a` = endpoint index in the app, `b` =
-    /// negotiated subprotocol index + 1 (0: none).
-    pub(crate) const OPEN: u8 = 1;
-    /// A complete message; `msg_kind` is `RS_BIN` or `RS_UTF8`; the payload follows.
-    pub(crate) const READ: u8 = 2;
-    /// The client is gone; `a` = its close code.
-    pub(crate) const CLOSE: u8 = 3;
-    /// Header length: kind u8, msg_kind u8, a u16, b u32, client u64.
-    pub(crate) const HEADER: usize = 16;
+use ringsocket_proto::{CloseCode, MessageKind};
+use ringsocket_ring::{Consumer, Full, Producer};
+use ringsocket_session::EndpointIndex;
+use std::sync::Arc;
 
-    /// A decoded inbound header.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) struct Header {
-        pub(crate) kind: u8,
-        pub(crate) msg_kind: u8,
-        pub(crate) a: u16,
-        pub(crate) b: u32,
-        pub(crate) client: u64,
+/// A client, as apps and workers name it: the owning worker's index in the low 8 bits
+/// and that worker's connection sequence number above. Never 0, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ClientId(pub(crate) u64);
+
+impl ClientId {
+    /// The id of worker `worker`'s `seq`-th connection (`seq` starts at 1).
+    pub(crate) fn new(worker: usize, seq: u64) -> ClientId {
+        ClientId((seq << 8) | worker as u64)
     }
 
-    impl Header {
-        pub(crate) fn write(&self, out: &mut [u8]) {
-            out[0] = self.kind;
-            out[1] = self.msg_kind;
-            out[2..4].copy_from_slice(&self.a.to_le_bytes());
-            out[4..8].copy_from_slice(&self.b.to_le_bytes());
-            out[8..16].copy_from_slice(&self.client.to_le_bytes());
-        }
+    /// The worker that owns this client.
+    pub(crate) fn worker(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+}
 
-        pub(crate) fn read(rec: &[u8]) -> Header {
-            Header {
-                kind: rec[0],
-                msg_kind: rec[1],
-                a: u16::from_le_bytes([rec[2], rec[3]]),
-                b: u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]),
-                client: super::read_u64(&rec[8..16]),
+/// A message too large to copy into a ring: its heap buffer crosses instead, as a
+/// pointer. Worker→app it is the buffer the message was assembled in (moved, not
+/// copied); app→worker it is one buffer shared by every worker it goes to.
+#[derive(Debug, Clone)]
+pub(crate) struct LargeMessage(Large);
+
+#[derive(Debug, Clone)]
+enum Large {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+/// Bytes of a [`LargeMessage`] on the wire: tag, pointer, length, capacity.
+const LARGE_WIRE: usize = 25;
+
+impl LargeMessage {
+    /// Wraps a buffer that moves to the receiver.
+    pub(crate) fn owned(bytes: Vec<u8>) -> LargeMessage {
+        LargeMessage(Large::Owned(bytes))
+    }
+
+    /// Wraps one reference to a buffer shared by several receivers.
+    pub(crate) fn shared(bytes: Arc<[u8]>) -> LargeMessage {
+        LargeMessage(Large::Shared(bytes))
+    }
+
+    /// The message's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Large::Owned(v) => v,
+            Large::Shared(s) => s,
+        }
+    }
+
+    /// Gives up ownership into its wire form; [`LargeMessage::from_wire`] takes it
+    /// back. If the wire form is never taken back, the buffer leaks (never freed
+    /// twice).
+    fn into_wire(self) -> [u8; LARGE_WIRE] {
+        let mut out = [0u8; LARGE_WIRE];
+        let (tag, ptr, len, cap) = match self.0 {
+            Large::Owned(v) => {
+                let mut v = std::mem::ManuallyDrop::new(v);
+                (0u8, v.as_mut_ptr() as usize, v.len(), v.capacity())
             }
+            Large::Shared(s) => {
+                let len = s.len();
+                (1u8, Arc::into_raw(s) as *const u8 as usize, len, 0)
+            }
+        };
+        out[0] = tag;
+        out[1..9].copy_from_slice(&(ptr as u64).to_le_bytes());
+        out[9..17].copy_from_slice(&(len as u64).to_le_bytes());
+        out[17..25].copy_from_slice(&(cap as u64).to_le_bytes());
+        out
+    }
+
+    /// Takes back what [`LargeMessage::into_wire`] gave up.
+    ///
+    /// # Safety
+    /// `wire` must be the output of `into_wire`, and taken back at most once.
+    unsafe fn from_wire(wire: &[u8]) -> LargeMessage {
+        let word = |at: usize| read_u64(&wire[at..at + 8]) as usize;
+        let (ptr, len, cap) = (word(1), word(9), word(17));
+        if wire[0] == 0 {
+            // SAFETY: per the contract these are the parts of a Vec<u8> from the global
+            // allocator that into_wire forgot, and we take ownership exactly once.
+            LargeMessage::owned(unsafe { Vec::from_raw_parts(ptr as *mut u8, len, cap) })
+        } else {
+            let raw = std::ptr::slice_from_raw_parts(ptr as *const u8, len);
+            // SAFETY: per the contract this is one reference Arc::into_raw gave up.
+            LargeMessage::shared(unsafe { Arc::from_raw(raw) })
         }
     }
 }
 
-/// App→worker records: send a message to clients, or close one.
-pub(crate) mod outbound {
-    /// Send the payload as one frame of `msg_kind` to the targets.
-    pub(crate) const SEND: u8 = 1;
-    /// Close `ids[0]`; the payload is the close code (u16 BE) and reason.
-    pub(crate) const CLOSE: u8 = 2;
-    /// The app has handled the CLOSE record of `ids[0]`: everything it will ever send
-    /// that client is already in the ring, so the worker may send the close frame.
-    pub(crate) const CLOSED: u8 = 3;
-    /// The targets are exactly the listed ids.
-    pub(crate) const TO_LIST: u8 = 1;
-    /// The targets are every client of the app except the listed ids (sorted).
-    pub(crate) const TO_ALL_EXCEPT: u8 = 2;
-    /// Header length: op u8, msg_kind u8, target u8, flags u8, id_count u32.
-    pub(crate) const HEADER: usize = 8;
+/// A message's bytes in a record: inline, or a [`LargeMessage`].
+#[derive(Debug)]
+pub(crate) enum Payload<'a> {
+    /// Copied into (or read in place from) the ring.
+    Inline(&'a [u8]),
+    /// Crossing as a pointer.
+    Large(LargeMessage),
+}
 
-    /// A decoded outbound record.
-    pub(crate) struct Record<'a> {
-        pub(crate) op: u8,
-        pub(crate) msg_kind: u8,
-        pub(crate) target: u8,
-        /// `indirect::SEND_SHARED` or 0.
-        pub(crate) flags: u8,
-        pub(crate) ids: &'a [u8],
-        pub(crate) payload: &'a [u8],
+impl Payload<'_> {
+    /// The bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Inline(b) => b,
+            Payload::Large(l) => l.bytes(),
+        }
     }
 
-    impl<'a> Record<'a> {
-        /// The record's length for `id_count` ids and `payload_len` bytes.
-        pub(crate) fn len(id_count: usize, payload_len: usize) -> usize {
-            HEADER + 8 * id_count + payload_len
+    fn wire_len(&self) -> usize {
+        match self {
+            Payload::Inline(b) => b.len(),
+            Payload::Large(_) => LARGE_WIRE,
         }
+    }
 
-        #[allow(clippy::too_many_arguments)] // one argument per record field
-        pub(crate) fn write(
-            out: &mut [u8],
-            op: u8,
-            msg_kind: u8,
-            target: u8,
-            flags: u8,
-            ids: &[u64],
-            payloads: &[&[u8]],
-        ) {
-            out[0] = op;
-            out[1] = msg_kind;
-            out[2] = target;
-            out[3] = flags;
-            out[4..8].copy_from_slice(&(ids.len() as u32).to_le_bytes());
-            let mut at = HEADER;
-            for id in ids {
-                out[at..at + 8].copy_from_slice(&id.to_le_bytes());
-                at += 8;
-            }
-            for payload in payloads {
-                out[at..at + payload.len()].copy_from_slice(payload);
-                at += payload.len();
-            }
+    /// Writes the payload's wire form into `out` (exactly `wire_len` bytes); a large
+    /// one gives up its buffer to the record.
+    fn write(self, out: &mut [u8]) {
+        match self {
+            Payload::Inline(b) => out.copy_from_slice(b),
+            Payload::Large(l) => out.copy_from_slice(&l.into_wire()),
         }
+    }
 
-        pub(crate) fn read(rec: &'a [u8]) -> Record<'a> {
-            let count = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]) as usize;
-            let (ids, payload) = rec[HEADER..].split_at(8 * count);
-            Record {
-                op: rec[0],
-                msg_kind: rec[1],
-                target: rec[2],
-                flags: rec[3],
-                ids,
+    /// # Safety
+    /// For a large payload, `wire` must be a record's payload decoded for the first and
+    /// only time.
+    unsafe fn read(large: bool, wire: &[u8]) -> Payload<'_> {
+        if large {
+            // SAFETY: forwarded contract.
+            Payload::Large(unsafe { LargeMessage::from_wire(wire) })
+        } else {
+            Payload::Inline(wire)
+        }
+    }
+
+    /// Whether the payload is a large one.
+    fn is_large(&self) -> bool {
+        matches!(self, Payload::Large(_))
+    }
+}
+
+/// The size above which a payload crosses a ring of `max_record_len` as a
+/// [`LargeMessage`]: a quarter of the largest record, and at most 64 KiB (copying more
+/// than that costs more than an allocation).
+pub(crate) fn inline_max(max_record_len: usize) -> usize {
+    (max_record_len / 4).min(64 * 1024)
+}
+
+/// A worker→app record.
+#[derive(Debug)]
+pub(crate) enum Inbound<'a> {
+    /// A client completed the upgrade.
+    Open {
+        /// The client.
+        client: ClientId,
+        /// Which of the app's endpoints.
+        endpoint: EndpointIndex,
+        /// The selected subprotocol's index in the endpoint's list, if any.
+        protocol: Option<u16>,
+    },
+    /// A complete message.
+    Message {
+        /// The sender.
+        client: ClientId,
+        /// Text or binary.
+        kind: MessageKind,
+        /// The bytes.
+        payload: Payload<'a>,
+    },
+    /// The client is gone, with this close code.
+    Close {
+        /// The client.
+        client: ClientId,
+        /// Its code (1005: none; 1006: lost).
+        code: CloseCode,
+    },
+}
+
+const IN_OPEN: u8 = 1;
+const IN_MESSAGE: u8 = 2;
+const IN_CLOSE: u8 = 3;
+const IN_HEADER: usize = 16;
+
+impl Inbound<'_> {
+    /// The record as it will own its bytes (a borrowed payload is copied), for keeping
+    /// in a backlog.
+    pub(crate) fn into_owned(self) -> Inbound<'static> {
+        match self {
+            Inbound::Open {
+                client,
+                endpoint,
+                protocol,
+            } => Inbound::Open {
+                client,
+                endpoint,
+                protocol,
+            },
+            Inbound::Message {
+                client,
+                kind,
                 payload,
+            } => Inbound::Message {
+                client,
+                kind,
+                payload: Payload::Large(match payload {
+                    Payload::Inline(b) => LargeMessage::owned(b.to_vec()),
+                    Payload::Large(l) => l,
+                }),
+            },
+            Inbound::Close { client, code } => Inbound::Close { client, code },
+        }
+    }
+
+    fn encode(self, out: &mut [u8]) {
+        let (kind, msg_kind, arg, client, payload) = match self {
+            Inbound::Open {
+                client,
+                endpoint,
+                protocol,
+            } => {
+                let protocol = protocol.map_or(0, |p| u32::from(p) + 1);
+                let arg = u32::from(endpoint.0) | protocol << 16;
+                (IN_OPEN, 0, arg, client, None)
+            }
+            Inbound::Message {
+                client,
+                kind,
+                payload,
+            } => (IN_MESSAGE, kind as u8, 0, client, Some(payload)),
+            Inbound::Close { client, code } => (IN_CLOSE, 0, u32::from(code.0), client, None),
+        };
+        out[0] = kind;
+        out[1] = msg_kind;
+        out[2] = u8::from(payload.as_ref().is_some_and(Payload::is_large));
+        out[3] = 0;
+        out[4..8].copy_from_slice(&arg.to_le_bytes());
+        out[8..16].copy_from_slice(&client.0.to_le_bytes());
+        if let Some(payload) = payload {
+            payload.write(&mut out[IN_HEADER..]);
+        }
+    }
+
+    fn wire_len(&self) -> usize {
+        IN_HEADER
+            + match self {
+                Inbound::Message { payload, .. } => payload.wire_len(),
+                _ => 0,
+            }
+    }
+
+    /// # Safety
+    /// `rec` is a record [`Inbound::encode`] wrote, decoded for the first time.
+    unsafe fn decode(rec: &[u8]) -> Inbound<'_> {
+        let arg = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes"));
+        let client = ClientId(read_u64(&rec[8..16]));
+        match rec[0] {
+            IN_OPEN => Inbound::Open {
+                client,
+                endpoint: EndpointIndex(arg as u16),
+                protocol: (arg >> 16).checked_sub(1).map(|p| p as u16),
+            },
+            IN_MESSAGE => Inbound::Message {
+                client,
+                kind: message_kind(rec[1]),
+                // SAFETY: forwarded contract.
+                payload: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER..]) },
+            },
+            _ => Inbound::Close {
+                client,
+                code: CloseCode(arg as u16),
+            },
+        }
+    }
+}
+
+fn message_kind(bits: u8) -> MessageKind {
+    if bits == MessageKind::Text as u8 {
+        MessageKind::Text
+    } else {
+        MessageKind::Binary
+    }
+}
+
+/// A list of client ids in a record (sorted, for `contains`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdList<'a> {
+    /// Ids given by the app (sorted and deduplicated by it).
+    Ids(&'a [u64]),
+    /// Ids as read from a record.
+    Wire(&'a [u8]),
+}
+
+impl<'a> IdList<'a> {
+    /// How many ids.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            IdList::Ids(ids) => ids.len(),
+            IdList::Wire(b) => b.len() / 8,
+        }
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        match self {
+            IdList::Ids(ids) => ids[i],
+            IdList::Wire(b) => read_u64(&b[i * 8..i * 8 + 8]),
+        }
+    }
+
+    /// The ids, in order.
+    pub(crate) fn iter(self) -> impl Iterator<Item = ClientId> + 'a {
+        (0..self.len()).map(move |i| ClientId(self.get(i)))
+    }
+
+    /// Whether `id` is listed (binary search: the list is sorted).
+    pub(crate) fn contains(&self, id: ClientId) -> bool {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).cmp(&id.0) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
             }
         }
+        false
+    }
+}
 
-        /// The target ids.
-        pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + 'a {
-            self.ids.chunks_exact(8).map(super::read_u64)
-        }
+/// Who an outbound message goes to (among the app's clients on the receiving worker).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Targets<'a> {
+    /// Exactly these.
+    List(IdList<'a>),
+    /// Every client of the app except these.
+    AllExcept(IdList<'a>),
+}
 
-        /// Whether `id` is in the (sorted) id list.
-        pub(crate) fn lists(&self, id: u64) -> bool {
-            let n = self.ids.len() / 8;
-            let (mut lo, mut hi) = (0, n);
-            while lo < hi {
-                let mid = (lo + hi) / 2;
-                let v = super::read_u64(&self.ids[mid * 8..mid * 8 + 8]);
-                match v.cmp(&id) {
-                    std::cmp::Ordering::Equal => return true,
-                    std::cmp::Ordering::Less => lo = mid + 1,
-                    std::cmp::Ordering::Greater => hi = mid,
+/// An app→worker record.
+#[derive(Debug)]
+pub(crate) enum Outbound<'a> {
+    /// Send one message to some clients.
+    Send {
+        /// Text or binary.
+        kind: MessageKind,
+        /// The recipients.
+        to: Targets<'a>,
+        /// The bytes.
+        payload: Payload<'a>,
+    },
+    /// Close a client with this close-frame payload (code and reason).
+    Close {
+        /// The client.
+        client: ClientId,
+        /// The close frame's payload.
+        frame_payload: &'a [u8],
+    },
+    /// The app has handled the client's [`Inbound::Close`]: everything it will ever send
+    /// the client is already in the ring, so the worker may send the close frame.
+    Closed {
+        /// The client.
+        client: ClientId,
+    },
+}
+
+const OUT_SEND_LIST: u8 = 1;
+const OUT_SEND_ALL_EXCEPT: u8 = 2;
+const OUT_CLOSE: u8 = 3;
+const OUT_CLOSED: u8 = 4;
+const OUT_HEADER: usize = 8;
+
+impl Outbound<'_> {
+    /// The record's length in the ring.
+    pub(crate) fn wire_len(&self) -> usize {
+        OUT_HEADER
+            + match self {
+                Outbound::Send { to, payload, .. } => {
+                    let (Targets::List(ids) | Targets::AllExcept(ids)) = to;
+                    8 * ids.len() + payload.wire_len()
                 }
+                Outbound::Close { frame_payload, .. } => 8 + frame_payload.len(),
+                Outbound::Closed { .. } => 8,
             }
-            false
+    }
+
+    fn encode(self, out: &mut [u8]) {
+        let client_list;
+        let (op, msg_kind, ids, payload) = match self {
+            Outbound::Send { kind, to, payload } => {
+                let (op, ids) = match to {
+                    Targets::List(ids) => (OUT_SEND_LIST, ids),
+                    Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, ids),
+                };
+                (op, kind as u8, ids, payload)
+            }
+            Outbound::Close {
+                client,
+                frame_payload,
+            } => {
+                client_list = [client.0];
+                (
+                    OUT_CLOSE,
+                    0,
+                    IdList::Ids(&client_list),
+                    Payload::Inline(frame_payload),
+                )
+            }
+            Outbound::Closed { client } => {
+                client_list = [client.0];
+                (
+                    OUT_CLOSED,
+                    0,
+                    IdList::Ids(&client_list),
+                    Payload::Inline(&[]),
+                )
+            }
+        };
+        out[0] = op;
+        out[1] = msg_kind;
+        out[2] = 0;
+        out[3] = u8::from(payload.is_large());
+        out[4..8].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+        let mut at = OUT_HEADER;
+        for id in ids.iter() {
+            out[at..at + 8].copy_from_slice(&id.0.to_le_bytes());
+            at += 8;
+        }
+        payload.write(&mut out[at..]);
+    }
+
+    /// # Safety
+    /// `rec` is a record [`Outbound::encode`] wrote, decoded for the first time.
+    unsafe fn decode(rec: &[u8]) -> Outbound<'_> {
+        let count = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes")) as usize;
+        let (ids, payload) = rec[OUT_HEADER..].split_at(8 * count);
+        let ids = IdList::Wire(ids);
+        let first = || ids.iter().next().unwrap_or(ClientId(0));
+        match rec[0] {
+            OUT_CLOSE => Outbound::Close {
+                client: first(),
+                frame_payload: payload,
+            },
+            OUT_CLOSED => Outbound::Closed { client: first() },
+            op => Outbound::Send {
+                kind: message_kind(rec[1]),
+                to: if op == OUT_SEND_LIST {
+                    Targets::List(ids)
+                } else {
+                    Targets::AllExcept(ids)
+                },
+                // SAFETY: forwarded contract.
+                payload: unsafe { Payload::read(rec[3] != 0, payload) },
+            },
         }
     }
 }
 
 fn read_u64(b: &[u8]) -> u64 {
-    let mut le = [0; 8];
-    le.copy_from_slice(b);
-    u64::from_le_bytes(le)
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
 
-/// The worker that owns a client id (its low 8 bits).
-pub(crate) fn worker_of(client: u64) -> usize {
-    (client & 0xff) as usize
+/// The worker's end of an app's inbound ring.
+pub(crate) struct InboundTx(Producer);
+/// The app's end of a worker's inbound ring.
+pub(crate) struct InboundRx(Consumer);
+/// The app's end of a worker's outbound ring.
+pub(crate) struct OutboundTx(Producer);
+/// The worker's end of an app's outbound ring.
+pub(crate) struct OutboundRx(Consumer);
+
+/// A ring pair's ends for one (worker, app): inbound `capacity` bytes each way.
+pub(crate) fn inbound_ring(capacity: usize) -> (InboundTx, InboundRx) {
+    let (p, c) = ringsocket_ring::channel(capacity);
+    (InboundTx(p), InboundRx(c))
 }
 
-/// Builds the client id of a worker's `seq`-th connection: never 0, never reused.
-pub(crate) fn client_id(worker: usize, seq: u64) -> u64 {
-    (seq << 8) | worker as u64
+/// An app→worker ring of `capacity` bytes.
+pub(crate) fn outbound_ring(capacity: usize) -> (OutboundTx, OutboundRx) {
+    let (p, c) = ringsocket_ring::channel(capacity);
+    (OutboundTx(p), OutboundRx(c))
 }
+
+macro_rules! producer_common {
+    ($tx:ident, $rec:ident) => {
+        impl $tx {
+            /// Publishes `rec` if there is room; gives it back otherwise.
+            ///
+            /// # Errors
+            /// The record, when the ring is full right now.
+            pub(crate) fn try_push<'a>(&mut self, rec: $rec<'a>) -> Result<(), $rec<'a>> {
+                let len = rec.wire_len();
+                let mut rec = Some(rec);
+                let pushed = self
+                    .0
+                    .try_push_with(len, |buf| rec.take().expect("filled once").encode(buf));
+                match (pushed, rec) {
+                    (Ok(()), _) => Ok(()),
+                    (Err(Full), Some(rec)) => Err(rec),
+                    (Err(Full), None) => unreachable!("a full ring does not call fill"),
+                }
+            }
+
+            /// Payloads above this size must cross as [`LargeMessage`]s.
+            pub(crate) fn inline_max(&self) -> usize {
+                inline_max(self.0.max_record_len())
+            }
+
+            /// Asks the consumer to say when it frees room (see the ring's docs).
+            pub(crate) fn set_waiting(&self) {
+                self.0.set_waiting();
+            }
+        }
+    };
+}
+
+macro_rules! consumer_common {
+    ($rx:ident, $rec:ident) => {
+        impl $rx {
+            /// Hands the oldest record to `read`, if there is one.
+            pub(crate) fn pop_with<R>(&mut self, read: impl FnOnce($rec<'_>) -> R) -> Option<R> {
+                self.0.pop_with(|bytes| {
+                    // SAFETY: the producer wrote `bytes` with `encode`, and the ring hands
+                    // each record to exactly one `pop_with`, so this is its only decode.
+                    read(unsafe { $rec::decode(bytes) })
+                })
+            }
+
+            /// Whether no record is waiting.
+            pub(crate) fn is_empty(&mut self) -> bool {
+                self.0.is_empty()
+            }
+
+            /// Whether the producer waits for room (and clears that flag).
+            pub(crate) fn take_producer_waiting(&self) -> bool {
+                self.0.take_producer_waiting()
+            }
+        }
+    };
+}
+
+impl OutboundTx {
+    /// The largest record the ring takes.
+    pub(crate) fn max_record_len(&self) -> usize {
+        self.0.max_record_len()
+    }
+}
+
+producer_common!(InboundTx, Inbound);
+producer_common!(OutboundTx, Outbound);
+consumer_common!(InboundRx, Inbound);
+consumer_common!(OutboundRx, Outbound);
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn outbound_round_trip_and_lookup() {
-        let ids = [3u64, 9, 270, 1 << 40];
-        let mut buf = vec![0; outbound::Record::len(ids.len(), 5)];
-        outbound::Record::write(
-            &mut buf,
-            outbound::SEND,
-            1,
-            outbound::TO_ALL_EXCEPT,
-            0,
-            &ids,
-            &[b"he", b"llo"],
-        );
-        let rec = outbound::Record::read(&buf);
-        assert_eq!(
-            (rec.op, rec.msg_kind, rec.target, rec.payload),
-            (outbound::SEND, 1, outbound::TO_ALL_EXCEPT, &b"hello"[..])
-        );
-        assert_eq!(rec.ids().collect::<Vec<_>>(), ids);
-        for id in ids {
-            assert!(rec.lists(id));
+    fn inbound_round_trips() {
+        let (mut tx, mut rx) = inbound_ring(4096);
+        let a = ClientId::new(3, 99);
+        tx.try_push(Inbound::Open {
+            client: a,
+            endpoint: EndpointIndex(7),
+            protocol: Some(2),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Message {
+            client: a,
+            kind: MessageKind::Text,
+            payload: Payload::Inline(b"hi"),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Message {
+            client: a,
+            kind: MessageKind::Binary,
+            payload: Payload::Large(LargeMessage::owned(vec![5; 100_000])),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Close {
+            client: a,
+            code: CloseCode::ABNORMAL,
+        })
+        .unwrap();
+        let mut seen = Vec::new();
+        while let Some(s) = rx.pop_with(|r| format!("{r:?}").chars().take(200).collect::<String>())
+        {
+            seen.push(s);
         }
-        for id in [0, 4, 271, u64::MAX] {
-            assert!(!rec.lists(id));
-        }
+        assert_eq!(seen.len(), 4);
+        assert!(seen[0].contains("EndpointIndex(7)") && seen[0].contains("Some(2)"));
+        assert!(seen[1].contains("Text") && seen[1].contains("[104, 105]"));
+        assert!(seen[3].contains("1006"));
+        assert_eq!(a.worker(), 3);
     }
 
     #[test]
-    fn inbound_round_trip() {
-        let h = inbound::Header {
-            kind: inbound::CLOSE,
-            msg_kind: 0,
-            a: 1006,
-            b: 7,
-            client: client_id(3, 99),
-        };
-        let mut buf = [0; inbound::HEADER];
-        h.write(&mut buf);
-        assert_eq!(inbound::Header::read(&buf), h);
-        assert_eq!(worker_of(h.client), 3);
-    }
-}
-
-/// Large payloads cross the rings as a pointer to a heap buffer instead of inline, so
-/// rings stay small whatever `max_ws_msg_size` is. Worker→app: the `Vec` a message was
-/// assembled in moves to the app thread, which frees it after the read callback.
-/// App→worker: one shared `Arc<[u8]>` per message, with one reference per worker.
-pub(crate) mod indirect {
-    use std::sync::Arc;
-
-    /// `inbound::Header::b` of a READ record whose payload is an encoded `Vec`.
-    pub(crate) const READ_VEC: u32 = 1;
-    /// The flags byte of an outbound SEND record whose payload is an encoded `Arc<[u8]>`.
-    pub(crate) const SEND_SHARED: u8 = 1;
-    /// Bytes of an encoded `Vec` (pointer, length, capacity).
-    pub(crate) const VEC_LEN: usize = 24;
-    /// Bytes of an encoded `Arc<[u8]>` (pointer, length).
-    pub(crate) const SHARED_LEN: usize = 16;
-
-    /// The payload size above which a ring of `max_record_len` carries messages
-    /// indirectly: a quarter of the largest record, and at most 64 KiB (copying more
-    /// than that costs more than an allocation).
-    pub(crate) fn threshold(max_record_len: usize) -> usize {
-        (max_record_len / 4).min(64 * 1024)
-    }
-
-    /// Encodes `v`'s parts. The caller must `mem::forget(v)` once the record carrying
-    /// them is published (and keep `v` otherwise).
-    pub(crate) fn vec_parts(v: &Vec<u8>) -> [u8; VEC_LEN] {
-        let mut out = [0u8; VEC_LEN];
-        out[..8].copy_from_slice(&(v.as_ptr() as u64).to_le_bytes());
-        out[8..16].copy_from_slice(&(v.len() as u64).to_le_bytes());
-        out[16..].copy_from_slice(&(v.capacity() as u64).to_le_bytes());
-        out
-    }
-
-    /// Takes back a `Vec` from its encoded parts.
-    ///
-    /// # Safety
-    /// `bytes` must be [`vec_parts`] of a `Vec<u8>` that was then forgotten, and this
-    /// must be the only call for it.
-    pub(crate) unsafe fn take_vec(bytes: &[u8]) -> Vec<u8> {
-        let word = |i: usize| {
-            u64::from_le_bytes(bytes[i * 8..i * 8 + 8].try_into().expect("8 bytes")) as usize
-        };
-        // SAFETY: per this function's contract the parts describe a live, forgotten
-        // Vec<u8> from the global allocator, whose ownership we take exactly once.
-        unsafe { Vec::from_raw_parts(word(0) as *mut u8, word(1), word(2)) }
-    }
-
-    /// Encodes one reference to `shared` (the caller gives it up).
-    pub(crate) fn shared_parts(shared: Arc<[u8]>) -> [u8; SHARED_LEN] {
-        let len = shared.len();
-        let ptr = Arc::into_raw(shared) as *const u8;
-        let mut out = [0u8; SHARED_LEN];
-        out[..8].copy_from_slice(&(ptr as u64).to_le_bytes());
-        out[8..].copy_from_slice(&(len as u64).to_le_bytes());
-        out
-    }
-
-    /// Takes back one reference encoded by [`shared_parts`].
-    ///
-    /// # Safety
-    /// `bytes` must come from [`shared_parts`], and each encoding is taken back once.
-    pub(crate) unsafe fn take_shared(bytes: &[u8]) -> Arc<[u8]> {
-        let ptr = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize as *const u8;
-        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-        // SAFETY: per this function's contract, this is a reference Arc::into_raw gave up.
-        unsafe { Arc::from_raw(std::ptr::slice_from_raw_parts(ptr, len)) }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn round_trips() {
-            let v = vec![1u8, 2, 3];
-            let parts = vec_parts(&v);
-            std::mem::forget(v);
-            // SAFETY: parts of a forgotten Vec, taken once.
-            assert_eq!(unsafe { take_vec(&parts) }, [1, 2, 3]);
-            let shared: Arc<[u8]> = Arc::from(&b"abc"[..]);
-            let parts = [shared_parts(shared.clone()), shared_parts(shared.clone())];
-            for p in &parts {
-                // SAFETY: each encoded reference is taken once.
-                assert_eq!(&*unsafe { take_shared(p) }, b"abc");
-            }
-            assert_eq!(Arc::strong_count(&shared), 1);
+    fn large_messages_move_and_share() {
+        let (mut tx, mut rx) = outbound_ring(4096);
+        let shared: Arc<[u8]> = Arc::from(&b"abc"[..]);
+        for _ in 0..2 {
+            tx.try_push(Outbound::Send {
+                kind: MessageKind::Binary,
+                to: Targets::AllExcept(IdList::Ids(&[])),
+                payload: Payload::Large(LargeMessage::shared(shared.clone())),
+            })
+            .unwrap();
         }
+        while rx
+            .pop_with(|r| match r {
+                Outbound::Send { payload, .. } => assert_eq!(payload.bytes(), b"abc"),
+                other => panic!("{other:?}"),
+            })
+            .is_some()
+        {}
+        // Every reference the records carried was taken back and dropped.
+        assert_eq!(Arc::strong_count(&shared), 1);
+    }
+
+    #[test]
+    fn outbound_round_trips_and_lookup() {
+        let (mut tx, mut rx) = outbound_ring(4096);
+        let ids = [3u64, 9, 270, 1 << 40];
+        tx.try_push(Outbound::Send {
+            kind: MessageKind::Text,
+            to: Targets::AllExcept(IdList::Ids(&ids)),
+            payload: Payload::Inline(b"hello"),
+        })
+        .unwrap();
+        tx.try_push(Outbound::Close {
+            client: ClientId(270),
+            frame_payload: b"\x03\xe8bye",
+        })
+        .unwrap();
+        tx.try_push(Outbound::Closed {
+            client: ClientId(9),
+        })
+        .unwrap();
+        rx.pop_with(|r| {
+            let Outbound::Send {
+                kind,
+                to: Targets::AllExcept(list),
+                payload,
+            } = r
+            else {
+                panic!("{r:?}")
+            };
+            assert_eq!((kind, payload.bytes()), (MessageKind::Text, &b"hello"[..]));
+            assert_eq!(list.iter().map(|c| c.0).collect::<Vec<_>>(), ids);
+            for id in ids {
+                assert!(list.contains(ClientId(id)));
+            }
+            for id in [0, 4, 271, u64::MAX] {
+                assert!(!list.contains(ClientId(id)));
+            }
+        });
+        rx.pop_with(|r| {
+            assert!(matches!(
+                r,
+                Outbound::Close {
+                    client: ClientId(270),
+                    frame_payload: b"\x03\xe8bye"
+                }
+            ))
+        });
+        rx.pop_with(|r| {
+            assert!(matches!(
+                r,
+                Outbound::Closed {
+                    client: ClientId(9)
+                }
+            ))
+        });
+    }
+
+    #[test]
+    fn a_full_ring_gives_the_record_back() {
+        let (mut tx, _rx) = outbound_ring(64);
+        let big = [0u8; 4];
+        let mut refused = None;
+        for _ in 0..10 {
+            if let Err(r) = tx.try_push(Outbound::Close {
+                client: ClientId(1),
+                frame_payload: &big,
+            }) {
+                refused = Some(r);
+                break;
+            }
+        }
+        assert!(matches!(refused, Some(Outbound::Close { .. })));
     }
 }

@@ -1,0 +1,123 @@
+//! One client connection as a worker holds it: the socket (and TLS), the sans-I/O
+//! [`Session`], and the worker's bookkeeping. The I/O here only moves bytes between
+//! the socket and the session; every decision is the session's.
+
+use crate::records::ClientId;
+use mio::net::TcpStream;
+use ringsocket_session::{AppIndex, Session};
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+/// A client connection owned by one worker.
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    /// The TLS session, on `wss://` ports.
+    pub(crate) tls: Option<Box<rustls::ServerConnection>>,
+    pub(crate) session: Session,
+    /// Unique per worker for the process's life; tells reused slab keys apart.
+    pub(crate) serial: u64,
+    /// The client id (0 until the upgrade completes).
+    pub(crate) id: ClientId,
+    /// The app (valid once open).
+    pub(crate) app: AppIndex,
+    /// Position in the worker's list of the app's open connections, while listed.
+    pub(crate) app_slot: Option<usize>,
+    /// Received bytes not yet decoded (a partial header or control frame, or input
+    /// held back while the app's ring is full).
+    pub(crate) pending: Vec<u8>,
+    /// In the worker's list of connections to flush.
+    pub(crate) dirty: bool,
+    /// Waiting for room in its app's ring before reading more.
+    pub(crate) read_blocked: bool,
+    /// The earliest entry the worker's timer heap holds for it.
+    pub(crate) timer_at: Option<Instant>,
+    /// Bytes of buffers counted against the worker's budget.
+    pub(crate) accounted: usize,
+    /// Its slot in the per-IP connection counts, if those are kept.
+    pub(crate) ip_slot: Option<u32>,
+}
+
+impl Conn {
+    /// Heap bytes its buffers hold now.
+    pub(crate) fn held(&self) -> usize {
+        self.session.held() + self.pending.capacity()
+    }
+
+    /// Reads application bytes (decrypted on TLS connections) into `buf`.
+    /// `Ok(0)` is the end of the stream; `WouldBlock` means wait for readiness.
+    pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(tls) = self.tls.as_mut() else {
+            return self.stream.read(buf);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if tls.read_tls(&mut self.stream)? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // Last gasp: send the alert that explains the failure.
+                let _ = tls.write_tls(&mut self.stream);
+                return Err(std::io::Error::new(ErrorKind::InvalidData, e));
+            }
+        }
+    }
+
+    /// Whether TLS records (handshake messages, alerts) wait to be sent.
+    pub(crate) fn tls_wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Writes the session's output (through TLS where there is TLS) until done or the
+    /// socket would block. Returns whether everything was written.
+    pub(crate) fn write_out(&mut self) -> std::io::Result<bool> {
+        let Some(tls) = self.tls.as_mut() else {
+            while !self.session.output().is_empty() {
+                match self.stream.write(self.session.output()) {
+                    Ok(n) => self.session.advance_output(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(true);
+        };
+        loop {
+            let mut moved = 0;
+            if !self.session.output().is_empty() {
+                // rustls takes what fits its buffer limit (it never grows unbounded).
+                moved = tls.writer().write(self.session.output())?;
+                self.session.advance_output(moved);
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.stream) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.session.output().is_empty() {
+                return Ok(true);
+            }
+            if moved == 0 {
+                // Plaintext cannot go out before the TLS handshake completes; the read
+                // side marks the connection for flushing when it does.
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Ends the write side: a TLS close_notify (best effort), then a TCP FIN.
+    pub(crate) fn shutdown_write(&mut self) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            let _ = tls.write_tls(&mut self.stream);
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}

@@ -1,0 +1,118 @@
+//! What a session tells its app, turned into inbound ring records.
+
+use super::inbox::AppInbox;
+use crate::records::{ClientId, Inbound, LargeMessage, Payload};
+use ringsocket_proto::{CloseCode, HandshakeError, MessageKind, ProtocolError};
+use ringsocket_session::{AppEvents, AppIndex, Delivery, Message, Route};
+
+/// The [`AppEvents`] of one connection, for the duration of one session call.
+pub(crate) struct ToApp<'a> {
+    pub(crate) inboxes: &'a mut [AppInbox],
+    /// The connection's slab key.
+    pub(crate) key: usize,
+    pub(crate) client: ClientId,
+    pub(crate) app: AppIndex,
+    /// Where the id of the next connection to open comes from.
+    pub(crate) ids: &'a mut IdSource,
+    /// Set when the connection opened during the call.
+    pub(crate) opened: bool,
+    /// Set when the app was told the connection closed during the call.
+    pub(crate) closed: bool,
+    /// Set when a message went to the backlog: stop reading the connection.
+    pub(crate) paused: bool,
+}
+
+/// Hands out a worker's client ids: never 0, never reused.
+pub(crate) struct IdSource {
+    pub(crate) worker: usize,
+    pub(crate) next_seq: u64,
+}
+
+impl IdSource {
+    fn next(&mut self) -> ClientId {
+        let id = ClientId::new(self.worker, self.next_seq);
+        self.next_seq += 1;
+        id
+    }
+}
+
+impl<'a> ToApp<'a> {
+    /// The events of connection `key` (known as `client` of `app` once open).
+    pub(crate) fn new(
+        inboxes: &'a mut [AppInbox],
+        ids: &'a mut IdSource,
+        key: usize,
+        client: ClientId,
+        app: AppIndex,
+    ) -> ToApp<'a> {
+        ToApp {
+            inboxes,
+            key,
+            client,
+            app,
+            ids,
+            opened: false,
+            closed: false,
+            paused: false,
+        }
+    }
+}
+
+impl AppEvents for ToApp<'_> {
+    fn open(&mut self, route: &Route, protocol: Option<usize>) {
+        self.client = self.ids.next();
+        self.app = route.app;
+        self.opened = true;
+        self.inboxes[route.app.0].push(Inbound::Open {
+            client: self.client,
+            endpoint: route.endpoint,
+            protocol: protocol.map(|p| p as u16),
+        });
+    }
+
+    fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
+        let inbox = &mut self.inboxes[self.app.0];
+        let payload = match message {
+            Message::Borrowed(b) if b.len() <= inbox.inline_max => Payload::Inline(b),
+            Message::Borrowed(b) => Payload::Large(LargeMessage::owned(b.to_vec())),
+            Message::Assembled(v) if v.len() <= inbox.inline_max => Payload::Inline(v),
+            // A large message hands its buffer over instead of being copied.
+            Message::Assembled(v) => Payload::Large(LargeMessage::owned(std::mem::take(v))),
+        };
+        let record = Inbound::Message {
+            client: self.client,
+            kind,
+            payload,
+        };
+        if inbox.push(record) {
+            return Delivery::Delivered;
+        }
+        inbox.paused.push(self.key);
+        self.paused = true;
+        Delivery::Paused
+    }
+
+    fn refused(&mut self, error: &HandshakeError) {
+        log::debug!(
+            "worker {}: refusing upgrade on {}: {error}",
+            self.ids.worker,
+            self.key
+        );
+    }
+
+    fn protocol_error(&mut self, error: &ProtocolError) {
+        log::debug!(
+            "worker {}: client {} broke the protocol: {error}",
+            self.ids.worker,
+            self.client.0
+        );
+    }
+
+    fn close(&mut self, code: CloseCode) {
+        self.closed = true;
+        self.inboxes[self.app.0].push(Inbound::Close {
+            client: self.client,
+            code,
+        });
+    }
+}

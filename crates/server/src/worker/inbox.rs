@@ -1,0 +1,117 @@
+//! A worker's side of one app's inbound ring: the records it sends the app, kept in
+//! order through a backlog while the ring is full, and when to wake the app.
+
+use crate::records::{Inbound, InboundTx};
+use ringsocket_ring::SleepState;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long open and close records may wait for their app to be woken.
+const LIFECYCLE_WAKE_DELAY: Duration = Duration::from_millis(1);
+
+/// The worker's sending end towards one app.
+pub(crate) struct AppInbox {
+    ring: InboundTx,
+    /// The app thread's sleep word.
+    pub(crate) sleep: Arc<SleepState>,
+    /// Messages larger than this go to the app as a heap buffer, not inline.
+    pub(crate) inline_max: usize,
+    /// Records waiting for room, oldest first. While non-empty, everything for this app
+    /// goes here, and its connections are not read.
+    backlog: VecDeque<Inbound<'static>>,
+    /// Connections (slab keys) that stopped reading because of the backlog.
+    pub(crate) paused: Vec<usize>,
+    /// The app got a message since it was last woken: wake it now.
+    message_since_wake: bool,
+    /// When the app got the first open or close record since it was last woken. Those
+    /// only wake it `LIFECYCLE_WAKE_DELAY` later (unless a message comes first), so a
+    /// burst of connects and disconnects costs one wakeup, not one each.
+    lifecycle_since: Option<Instant>,
+}
+
+impl AppInbox {
+    pub(crate) fn new(ring: InboundTx, sleep: Arc<SleepState>) -> AppInbox {
+        AppInbox {
+            inline_max: ring.inline_max(),
+            ring,
+            sleep,
+            backlog: VecDeque::new(),
+            paused: Vec::new(),
+            message_since_wake: false,
+            lifecycle_since: None,
+        }
+    }
+
+    /// Whether records wait for room (the app's connections are then not read).
+    pub(crate) fn is_backlogged(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Pushes a record, or backlogs it if the ring is full (or a backlog exists).
+    /// Returns `false` if it was backlogged.
+    pub(crate) fn push(&mut self, record: Inbound<'_>) -> bool {
+        let is_message = matches!(record, Inbound::Message { .. });
+        let record = if self.backlog.is_empty() {
+            match self.try_push(record) {
+                Ok(()) => return self.pushed(is_message),
+                Err(record) => record,
+            }
+        } else {
+            record
+        };
+        self.backlog.push_back(record.into_owned());
+        false
+    }
+
+    /// Publishes `record`, asking to be told of room (and looking once more) if the
+    /// ring is full.
+    fn try_push<'a>(&mut self, record: Inbound<'a>) -> Result<(), Inbound<'a>> {
+        let record = match self.ring.try_push(record) {
+            Ok(()) => return Ok(()),
+            Err(record) => record,
+        };
+        self.ring.set_waiting();
+        self.ring.try_push(record)
+    }
+
+    fn pushed(&mut self, is_message: bool) -> bool {
+        if is_message {
+            self.message_since_wake = true;
+        } else {
+            self.lifecycle_since.get_or_insert_with(Instant::now);
+        }
+        true
+    }
+
+    /// Moves backlogged records into the ring while there is room. Returns whether the
+    /// backlog is now empty.
+    pub(crate) fn drain_backlog(&mut self) -> bool {
+        while let Some(record) = self.backlog.pop_front() {
+            let is_message = matches!(record, Inbound::Message { .. });
+            match self.try_push(record) {
+                Ok(()) => {
+                    self.pushed(is_message);
+                }
+                Err(record) => {
+                    self.backlog.push_front(record);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Wakes the app if it has a message, or open/close records older than
+    /// `LIFECYCLE_WAKE_DELAY` (any record, with `force`). Returns when to check again.
+    pub(crate) fn notify(&mut self, now: Instant, force: bool) -> Option<Instant> {
+        let due = self.lifecycle_since.map(|t| t + LIFECYCLE_WAKE_DELAY);
+        let message = std::mem::take(&mut self.message_since_wake);
+        if message || due.is_some_and(|due| force || due <= now) {
+            self.lifecycle_since = None;
+            self.sleep.unpark();
+            return None;
+        }
+        due
+    }
+}

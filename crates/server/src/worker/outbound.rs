@@ -1,0 +1,155 @@
+//! Applying app→worker records to this worker's connections, and the memory budget
+//! they are queued under.
+
+use super::conn::Conn;
+use super::events::{IdSource, ToApp};
+use super::inbox::AppInbox;
+use crate::records::{ClientId, Outbound, Targets};
+use ringsocket_proto::CloseCode;
+use ringsocket_session::{AppIndex, Frame, Limits, Sent};
+use rustc_hash::FxHashMap;
+use slab::Slab;
+use std::time::Instant;
+
+/// The bytes a worker's connections hold in buffers, and the most they may.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    pub(crate) used: usize,
+    pub(crate) max: usize,
+}
+
+impl Budget {
+    /// Brings the count up to date with what `conn` holds now.
+    pub(crate) fn account(&mut self, conn: &mut Conn) {
+        let held = conn.held();
+        self.used = self.used + held - conn.accounted;
+        conn.accounted = held;
+    }
+}
+
+/// What applying records needs of the worker (its fields, borrowed apart from the
+/// ring being drained).
+pub(crate) struct Apply<'a> {
+    pub(crate) conns: &'a mut Slab<Conn>,
+    pub(crate) by_id: &'a FxHashMap<ClientId, usize>,
+    pub(crate) inboxes: &'a mut [AppInbox],
+    pub(crate) ids: &'a mut IdSource,
+    /// Connections with output to write.
+    pub(crate) dirty: &'a mut Vec<usize>,
+    /// Connections whose phase may have changed: the worker settles them afterwards.
+    pub(crate) unsettled: &'a mut Vec<usize>,
+    pub(crate) budget: &'a mut Budget,
+    pub(crate) limits: &'a Limits,
+    pub(crate) now: Instant,
+}
+
+impl Apply<'_> {
+    /// Applies one record from `app`; `open` lists the app's open connections here.
+    pub(crate) fn record(&mut self, app: AppIndex, open: &[usize], record: Outbound<'_>) {
+        match record {
+            Outbound::Closed { client } => {
+                if let Some(&key) = self.by_id.get(&client) {
+                    self.conns[key].session.app_done(self.now, self.limits);
+                    self.unsettled.push(key);
+                }
+            }
+            Outbound::Close {
+                client,
+                frame_payload,
+            } => {
+                let Some(&key) = self.by_id.get(&client) else {
+                    return;
+                };
+                let conn = &mut self.conns[key];
+                if conn.app == app {
+                    let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, app);
+                    conn.session
+                        .app_close(frame_payload, self.now, self.limits, &mut events);
+                    self.unsettled.push(key);
+                }
+            }
+            Outbound::Send { kind, to, payload } => {
+                // Encoded once, queued to every recipient.
+                let frame = Frame::message(kind, payload.bytes());
+                match to {
+                    Targets::List(ids) => {
+                        for id in ids.iter() {
+                            if let Some(&key) = self.by_id.get(&id) {
+                                if self.conns[key].app == app {
+                                    self.deliver(key, &frame);
+                                }
+                            }
+                        }
+                    }
+                    Targets::AllExcept(except) => {
+                        for &key in open {
+                            if except.is_empty() || !except.contains(self.conns[key].id) {
+                                self.deliver(key, &frame);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues `frame` to connection `key`, within its cap and the worker's budget.
+    fn deliver(&mut self, key: usize, frame: &Frame<'_>) {
+        if self.budget.used + frame.len() > self.budget.max {
+            self.relieve(frame.len());
+        }
+        let conn = &mut self.conns[key];
+        let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app);
+        match conn.session.send(frame, self.now, self.limits, &mut events) {
+            Sent::Queued => {
+                if !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
+            Sent::Overflowed => {
+                log::debug!("client {} exceeded the outbound buffer cap", conn.id.0);
+                self.unsettled.push(key);
+            }
+            Sent::Dropped => {}
+        }
+        self.budget.account(conn);
+    }
+
+    /// Frees memory until `need` more bytes fit the budget: the connections holding
+    /// the most are closed with 1013 (try again later) — with a close frame when
+    /// nothing is stuck before it, dropped at once otherwise.
+    pub(crate) fn relieve(&mut self, need: usize) {
+        while self.budget.used + need > self.budget.max {
+            let victim = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.session.is_closed())
+                .max_by_key(|(_, c)| c.accounted)
+                .map(|(key, c)| (key, c.accounted));
+            let Some((key, held)) = victim.filter(|(_, held)| *held > 0) else {
+                return;
+            };
+            let conn = &mut self.conns[key];
+            log::warn!(
+                "buffered bytes over max_buffered_bytes: dropping client {} (holds {held} bytes)",
+                conn.id.0
+            );
+            let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app);
+            let code = CloseCode::TRY_AGAIN_LATER;
+            if conn.session.unsent() == 0 && conn.session.is_open() {
+                let reason = "server memory budget";
+                conn.session
+                    .close(code, reason, self.now, self.limits, &mut events);
+            } else {
+                conn.session.abort(code, self.now, self.limits, &mut events);
+            }
+            conn.pending = Vec::new();
+            self.budget.account(conn);
+            self.unsettled.push(key);
+            if self.conns[key].accounted >= held {
+                return; // nothing was freed; don't spin
+            }
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! [`Session`]: one client connection's protocol state, without sockets or clocks.
+
+use crate::outbuf::{OutBuf, Overflow};
+use crate::route::{Route, Routes};
+use ringsocket_proto::close::encode_close_payload;
+use ringsocket_proto::frame::{encode_header, MAX_SERVER_HEADER_LEN};
+use ringsocket_proto::handshake::{parse_request, write_accept_response, HandshakeError};
+use ringsocket_proto::{CloseCode, Event, MessageKind, Opcode, ProtocolError, Receiver};
+use std::time::{Duration, Instant};
+
+/// The numbers a session enforces; one copy per worker, passed to every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest message payload a client may send (1009 beyond).
+    pub max_message: u64,
+    /// The largest upgrade request head (431 beyond).
+    pub max_header: usize,
+    /// Bytes that may wait unsent for one client (1008 beyond).
+    pub out_cap: usize,
+    /// Time to complete the HTTP upgrade.
+    pub handshake_timeout: Duration,
+    /// Time to deliver an HTTP error response.
+    pub http_wait: Duration,
+    /// Time for each step of a close handshake (the client's close frame, the app's
+    /// confirmation, flushing, lingering).
+    pub ws_wait: Duration,
+    /// Ping a connection that has sent nothing for this long (`None`: never).
+    pub ping_interval: Option<Duration>,
+    /// Drop a connection that sends nothing for this long after a ping.
+    pub pong_timeout: Duration,
+    /// Close (1001) a connection with no data message either way for this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    /// The configuration file's defaults.
+    fn default() -> Self {
+        Limits {
+            max_message: 16 << 20,
+            max_header: 8192,
+            out_cap: 32 << 20,
+            handshake_timeout: Duration::from_secs(10),
+            http_wait: Duration::from_secs(15),
+            ws_wait: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(30),
+            idle_timeout: None,
+        }
+    }
+}
+
+/// What every session of a worker shares: the routes and the limits.
+#[derive(Debug, Clone, Default)]
+pub struct SessionConfig {
+    /// Where upgrade requests go.
+    pub routes: Routes,
+    /// What is enforced.
+    pub limits: Limits,
+}
+
+/// The bytes of a complete message handed to the app.
+#[derive(Debug)]
+pub enum Message<'a> {
+    /// A message that arrived in one piece, borrowed from the read buffer.
+    Borrowed(&'a [u8]),
+    /// A message assembled from several pieces; the receiver may take the buffer.
+    Assembled(&'a mut Vec<u8>),
+}
+
+impl Message<'_> {
+    /// The message's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Message::Borrowed(b) => b,
+            Message::Assembled(v) => v,
+        }
+    }
+}
+
+/// Whether the session may go on decoding after handing the app a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Delivery {
+    /// Go on.
+    Delivered,
+    /// The message is queued, but the app is behind: stop decoding this client's input
+    /// until it catches up.
+    Paused,
+}
+
+/// What a session tells its app (the worker turns these into ring records).
+pub trait AppEvents {
+    /// The client completed the upgrade on `route`, with the subprotocol at this index
+    /// of `route.subprotocols` selected, if any.
+    fn open(&mut self, route: &Route, protocol: Option<usize>);
+    /// The client sent a complete message.
+    fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery;
+    /// The client is gone for the app: no more messages will come, and nothing the app
+    /// sends after this reaches it. `code` is what the client sent, what the server
+    /// closed it with, or 1006 if the connection was lost.
+    fn close(&mut self, code: CloseCode);
+    /// The upgrade was refused with this error (for logging; the app never knew the
+    /// client).
+    fn refused(&mut self, _error: &HandshakeError) {}
+    /// The client broke the protocol (for logging; [`AppEvents::close`] follows).
+    fn protocol_error(&mut self, _error: &ProtocolError) {}
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading the HTTP upgrade request.
+    Handshake,
+    /// A WebSocket connection its app knows.
+    Open,
+    /// The client closed or broke the protocol, and the app was told. The close frame
+    /// (with this code, or none) goes out once the app confirms it has sent everything
+    /// it will send, so that its replies to earlier messages come first.
+    AwaitingApp {
+        /// The close code to send; `None` sends an empty close frame.
+        reply: Option<CloseCode>,
+    },
+    /// The server sent a close frame and waits for the client's.
+    Closing,
+    /// The close handshake (or an HTTP error) is done: write what is queued, then shut
+    /// down the write side.
+    Flushing,
+    /// The write side is shut down; input is read and dropped until the client closes
+    /// or time is up.
+    Lingering,
+    /// Done: the socket may be closed.
+    Closed,
+}
+
+/// What the caller must do once a session's output is all written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Drained {
+    /// Nothing.
+    Nothing,
+    /// Shut down the socket's write side (TLS close_notify, then FIN).
+    ShutdownWrite,
+}
+
+/// What became of an app's message for this client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Sent {
+    /// Queued for writing.
+    Queued,
+    /// Not for this client any more (it is closing); dropped.
+    Dropped,
+    /// It did not fit under the outbound cap: the session closed with 1008 and told
+    /// the app.
+    Overflowed,
+}
+
+/// One client connection's protocol state: the upgrade, the frames, the close
+/// handshake's ordering, pings, and every deadline.
+///
+/// It owns no socket and reads no clock. The caller feeds it bytes read
+/// ([`Session::handle_input`]), app requests ([`Session::send`], [`Session::app_close`],
+/// [`Session::app_done`]), the end of input ([`Session::handle_eof`]) and the time
+/// ([`Session::handle_timeout`] once [`Session::poll_timeout`] is due). It answers with
+/// bytes to write ([`Session::output`]), events for the app (through [`AppEvents`]),
+/// the next deadline, and [`Session::is_closed`] once the socket may go.
+///
+/// After any call, the caller must write [`Session::output`] if it is not empty, then
+/// call [`Session::output_drained`]; and check [`Session::poll_timeout`] again.
+#[derive(Debug)]
+pub struct Session {
+    phase: Phase,
+    /// The local port the connection came in on (routes are per port).
+    port: u16,
+    rx: Receiver,
+    /// A data message being assembled from several chunks.
+    message: Vec<u8>,
+    out: OutBuf,
+    /// When the current phase times out; in `Open`, when the pong is due.
+    deadline: Option<Instant>,
+    /// When the client last sent anything.
+    last_input: Instant,
+    /// When a data message last went either way.
+    last_data: Instant,
+    /// The output holds only the 101 response: release its memory once it is written.
+    release_when_drained: bool,
+}
+
+impl Session {
+    /// A connection accepted at `now` on `port`, waiting for its upgrade request.
+    pub fn new(port: u16, now: Instant, limits: &Limits) -> Session {
+        Session {
+            phase: Phase::Handshake,
+            port,
+            rx: Receiver::new(0),
+            message: Vec::new(),
+            out: OutBuf::default(),
+            deadline: Some(now + limits.handshake_timeout),
+            last_input: now,
+            last_data: now,
+            release_when_drained: false,
+        }
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the app knows this client as connected.
+    pub fn is_open(&self) -> bool {
+        self.phase == Phase::Open
+    }
+
+    /// Whether the socket may be closed now.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether input should be read (and passed to [`Session::handle_input`]).
+    pub fn reads_input(&self) -> bool {
+        !matches!(self.phase, Phase::Flushing | Phase::Closed)
+    }
+
+    /// Whether the session decodes input (rather than dropping it).
+    pub fn decodes_input(&self) -> bool {
+        matches!(self.phase, Phase::Handshake | Phase::Open | Phase::Closing)
+    }
+
+    /// Bytes waiting to be written.
+    pub fn output(&self) -> &[u8] {
+        self.out.unsent_bytes()
+    }
+
+    /// Bytes waiting to be written, counted.
+    pub fn unsent(&self) -> usize {
+        self.out.unsent()
+    }
+
+    /// Heap bytes this session holds in its buffers.
+    pub fn held(&self) -> usize {
+        self.out.held() + self.message.capacity()
+    }
+
+    /// Records that the first `n` bytes of [`Session::output`] were written.
+    pub fn advance_output(&mut self, n: usize) {
+        self.out.advance(n);
+    }
+
+    /// Call once [`Session::output`] is empty and written out completely.
+    pub fn output_drained(&mut self, now: Instant, limits: &Limits) -> Drained {
+        if std::mem::take(&mut self.release_when_drained) {
+            self.out.release();
+        }
+        if self.phase == Phase::Flushing {
+            self.enter(Phase::Lingering, now, limits);
+            return Drained::ShutdownWrite;
+        }
+        Drained::Nothing
+    }
+
+    /// When [`Session::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self, limits: &Limits) -> Option<Instant> {
+        if self.phase != Phase::Open {
+            return self.deadline;
+        }
+        let ping = match (self.deadline, limits.ping_interval) {
+            (Some(pong_due), _) => Some(pong_due),
+            (None, Some(interval)) => Some(self.last_input + interval),
+            (None, None) => None,
+        };
+        let idle = limits.idle_timeout.map(|t| self.last_data + t);
+        match (ping, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Decodes bytes the client sent; returns how many it used. The caller keeps the
+    /// rest and passes them again, followed by newer bytes, on the next call. Fewer than
+    /// `buf.len()` are used when more input is needed to go on, or when the app asked
+    /// to pause ([`Delivery::Paused`]).
+    pub fn handle_input(
+        &mut self,
+        config: &SessionConfig,
+        now: Instant,
+        buf: &mut [u8],
+        app: &mut impl AppEvents,
+    ) -> usize {
+        self.last_input = now;
+        match self.phase {
+            Phase::Handshake => self.handshake(config, now, buf, app),
+            Phase::Open => {
+                // Any input shows the client is alive: the pong is no longer awaited.
+                self.deadline = None;
+                self.frames(&config.limits, now, buf, app)
+            }
+            Phase::Closing => self.frames(&config.limits, now, buf, app),
+            _ => buf.len(),
+        }
+    }
+
+    /// The client closed its side (EOF), or the socket failed.
+    pub fn handle_eof(&mut self, now: Instant, limits: &Limits, app: &mut impl AppEvents) {
+        self.abort(CloseCode::ABNORMAL, now, limits, app);
+    }
+
+    /// Drops the connection now: the app is told `code` if it knew the client.
+    pub fn abort(
+        &mut self,
+        code: CloseCode,
+        now: Instant,
+        limits: &Limits,
+        app: &mut impl AppEvents,
+    ) {
+        if self.phase == Phase::Open {
+            app.close(code);
+        }
+        self.enter(Phase::Closed, now, limits);
+    }
+
+    /// Acts on the deadline returned by [`Session::poll_timeout`], if it has come.
+    pub fn handle_timeout(&mut self, now: Instant, limits: &Limits, app: &mut impl AppEvents) {
+        if self.phase != Phase::Open {
+            if self.deadline.is_some_and(|d| d <= now) {
+                self.enter(Phase::Closed, now, limits);
+            }
+            return;
+        }
+        if self.deadline.is_some_and(|pong_due| pong_due <= now) {
+            // A ping went unanswered: the peer is gone (or unreachable).
+            self.abort(CloseCode::ABNORMAL, now, limits, app);
+            return;
+        }
+        if limits
+            .idle_timeout
+            .is_some_and(|t| self.last_data + t <= now)
+        {
+            self.close(CloseCode::GOING_AWAY, "idle timeout", now, limits, app);
+            return;
+        }
+        if let Some(interval) = limits.ping_interval {
+            if self.deadline.is_none() && self.last_input + interval <= now {
+                let frame = Frame::new(Opcode::Ping, &[]);
+                if self.out.push(&frame.parts(), limits.out_cap).is_err() {
+                    self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
+                    return;
+                }
+                self.deadline = Some(now + limits.pong_timeout);
+            }
+        }
+    }
+
+    /// Queues an app's message (an encoded frame) for this client.
+    pub fn send(
+        &mut self,
+        frame: &Frame<'_>,
+        now: Instant,
+        limits: &Limits,
+        app: &mut impl AppEvents,
+    ) -> Sent {
+        // After a close frame from either side nothing is sent but the close reply; while
+        // awaiting the app its replies to earlier messages still go out.
+        if !matches!(self.phase, Phase::Open | Phase::AwaitingApp { .. }) {
+            return Sent::Dropped;
+        }
+        match self.out.push(&frame.parts(), limits.out_cap) {
+            Ok(()) => {
+                self.last_data = now;
+                Sent::Queued
+            }
+            Err(Overflow) if self.phase == Phase::Open => {
+                self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
+                Sent::Overflowed
+            }
+            Err(Overflow) => Sent::Dropped,
+        }
+    }
+
+    /// The app closes the client with this close-frame payload (code and reason).
+    pub fn app_close(
+        &mut self,
+        payload: &[u8],
+        now: Instant,
+        limits: &Limits,
+        app: &mut impl AppEvents,
+    ) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let code = payload.get(..2).map_or(CloseCode::NO_STATUS, |c| {
+            CloseCode(u16::from_be_bytes([c[0], c[1]]))
+        });
+        self.out
+            .push_unbounded(&Frame::new(Opcode::Close, payload).parts());
+        app.close(code);
+        self.enter(Phase::Closing, now, limits);
+    }
+
+    /// The app confirmed it has sent everything it will send this client: the pending
+    /// close frame goes out.
+    pub fn app_done(&mut self, now: Instant, limits: &Limits) {
+        let Phase::AwaitingApp { reply } = self.phase else {
+            return;
+        };
+        let mut payload = [0u8; 125];
+        let n = reply.map_or(0, |code| {
+            encode_close_payload(code, code.default_reason(), &mut payload)
+        });
+        self.out
+            .push_unbounded(&Frame::new(Opcode::Close, &payload[..n]).parts());
+        self.enter(Phase::Flushing, now, limits);
+    }
+
+    /// Starts a server-initiated close: the close frame is queued, the app told, and
+    /// the client's close frame awaited. A connection still in its handshake, or only
+    /// lingering, is closed at once.
+    pub fn close(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+        limits: &Limits,
+        app: &mut impl AppEvents,
+    ) {
+        match self.phase {
+            Phase::Open => {
+                let mut payload = [0u8; 125];
+                let n = encode_close_payload(code, reason, &mut payload);
+                self.out
+                    .push_unbounded(&Frame::new(Opcode::Close, &payload[..n]).parts());
+                self.message = Vec::new();
+                app.close(code);
+                self.enter(Phase::Closing, now, limits);
+            }
+            Phase::Handshake | Phase::Lingering => self.enter(Phase::Closed, now, limits),
+            _ => {}
+        }
+    }
+
+    /// The one place phases change: checks the transition and sets the new phase's
+    /// deadline.
+    fn enter(&mut self, next: Phase, now: Instant, limits: &Limits) {
+        use Phase::*;
+        let deadline = match (self.phase, next) {
+            (Handshake, Open) => {
+                self.last_input = now;
+                self.last_data = now;
+                None
+            }
+            (Handshake, Flushing) => Some(now + limits.http_wait),
+            (Open, AwaitingApp { .. } | Closing) | (AwaitingApp { .. } | Closing, Flushing) => {
+                Some(now + limits.ws_wait)
+            }
+            (Flushing, Lingering) => self.deadline,
+            (_, Closed) => None,
+            (from, to) => {
+                debug_assert!(false, "no transition from {from:?} to {to:?}");
+                return;
+            }
+        };
+        if next != Open {
+            // Only an open connection assembles messages.
+            self.message = Vec::new();
+        }
+        self.phase = next;
+        self.deadline = deadline;
+    }
+
+    fn handshake(
+        &mut self,
+        config: &SessionConfig,
+        now: Instant,
+        buf: &mut [u8],
+        app: &mut impl AppEvents,
+    ) -> usize {
+        let limits = &config.limits;
+        let limit = limits.max_header;
+        let parsed = match parse_request(buf) {
+            Ok(None) if buf.len() > limit => Err(HandshakeError::HeadersTooLarge),
+            Ok(None) => return 0,
+            Ok(Some((_, len))) if len > limit => Err(HandshakeError::HeadersTooLarge),
+            Ok(Some((req, len))) => Ok((req, len)),
+            Err(e) => Err(e),
+        };
+        let accepted = parsed.and_then(|(req, len)| {
+            let route = config
+                .routes
+                .find(self.port, req.path)
+                .ok_or(HandshakeError::NotFound)?;
+            if !route.allows_origin(req.origin) {
+                return Err(HandshakeError::OriginNotAllowed);
+            }
+            let protocol = req.select_protocol(&route.subprotocols);
+            let index = protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));
+            let mut response = Vec::new();
+            write_accept_response(req.key, protocol, &mut response);
+            self.out.push_unbounded(&[&response]);
+            Ok((route, index, len))
+        });
+        match accepted {
+            Ok((route, protocol, len)) => {
+                self.rx = Receiver::new(limits.max_message);
+                self.release_when_drained = true;
+                self.enter(Phase::Open, now, limits);
+                app.open(route, protocol);
+                len + self.frames(limits, now, &mut buf[len..], app)
+            }
+            Err(e) => {
+                app.refused(&e);
+                let mut response = Vec::new();
+                e.write_response(&mut response);
+                self.out.push_unbounded(&[&response]);
+                self.enter(Phase::Flushing, now, limits);
+                buf.len()
+            }
+        }
+    }
+
+    /// Decodes frames; returns how many bytes it used.
+    fn frames(
+        &mut self,
+        limits: &Limits,
+        now: Instant,
+        buf: &mut [u8],
+        app: &mut impl AppEvents,
+    ) -> usize {
+        let mut off = 0;
+        loop {
+            let step = match self.rx.handle(&mut buf[off..]) {
+                Ok(step) => step,
+                Err(e) => {
+                    app.protocol_error(&e);
+                    self.fail(e.close_code(), now, limits, app);
+                    return buf.len();
+                }
+            };
+            off += step.consumed;
+            let Some(event) = step.event else {
+                if step.consumed == 0 {
+                    return off;
+                }
+                continue;
+            };
+            match event {
+                Event::Data {
+                    kind,
+                    chunk,
+                    first,
+                    last,
+                } => {
+                    if self.phase != Phase::Open {
+                        continue; // after our close frame, data is dropped
+                    }
+                    let delivery = if first && last {
+                        self.last_data = now;
+                        app.message(kind, Message::Borrowed(chunk))
+                    } else {
+                        self.message.extend_from_slice(chunk);
+                        if !last {
+                            continue;
+                        }
+                        self.last_data = now;
+                        let delivery = app.message(kind, Message::Assembled(&mut self.message));
+                        self.message.clear();
+                        if self.message.capacity() > 64 * 1024 {
+                            self.message = Vec::new();
+                        }
+                        delivery
+                    };
+                    if delivery == Delivery::Paused {
+                        return off;
+                    }
+                }
+                Event::Ping(payload) => {
+                    if self.phase != Phase::Open {
+                        continue;
+                    }
+                    // A client that pings without reading the pongs gets the same cap
+                    // as app messages.
+                    let pong = Frame::new(Opcode::Pong, payload);
+                    if self.out.push(&pong.parts(), limits.out_cap).is_err() {
+                        self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
+                        return buf.len();
+                    }
+                }
+                Event::Pong(_) => {}
+                Event::Close(close) => {
+                    if self.phase == Phase::Open {
+                        // Echo the client's code (RFC 6455 §5.5.1) once the app has sent
+                        // its replies to what came before.
+                        let reply = close.map(|(code, _)| code);
+                        app.close(reply.unwrap_or(CloseCode::NO_STATUS));
+                        self.enter(Phase::AwaitingApp { reply }, now, limits);
+                    } else {
+                        // The reply to our own close frame: the handshake is complete.
+                        self.enter(Phase::Flushing, now, limits);
+                    }
+                    return buf.len();
+                }
+            }
+        }
+    }
+
+    /// Fails the connection for a protocol error: the app is told at once, and the
+    /// close frame follows whatever it still sends for earlier messages.
+    fn fail(&mut self, code: CloseCode, now: Instant, limits: &Limits, app: &mut impl AppEvents) {
+        match self.phase {
+            Phase::Open => {
+                app.close(code);
+                self.enter(Phase::AwaitingApp { reply: Some(code) }, now, limits);
+            }
+            // Garbage after our close frame: stop waiting for a proper reply.
+            Phase::Closing => self.enter(Phase::Flushing, now, limits),
+            _ => {}
+        }
+    }
+}
+
+/// The close reason sent when the outbound cap is exceeded.
+const OVERFLOW: &str = "outbound buffer full";
+
+/// One unmasked frame: its encoded header and its payload, encoded once and queued to
+/// any number of sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    header: [u8; MAX_SERVER_HEADER_LEN],
+    header_len: u8,
+    payload: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// A final frame of `opcode` carrying `payload`.
+    pub fn new(opcode: Opcode, payload: &'a [u8]) -> Frame<'a> {
+        let mut header = [0; MAX_SERVER_HEADER_LEN];
+        let n = encode_header(true, opcode, payload.len() as u64, &mut header);
+        Frame {
+            header,
+            header_len: n as u8,
+            payload,
+        }
+    }
+
+    /// A data frame carrying a whole message.
+    pub fn message(kind: MessageKind, payload: &'a [u8]) -> Frame<'a> {
+        Frame::new(kind.opcode(), payload)
+    }
+
+    /// The frame's bytes, as header and payload.
+    pub fn parts(&self) -> [&[u8]; 2] {
+        [&self.header[..usize::from(self.header_len)], self.payload]
+    }
+
+    /// The frame's length in bytes.
+    pub fn len(&self) -> usize {
+        usize::from(self.header_len) + self.payload.len()
+    }
+
+    /// Whether the frame is empty (never: a header is at least 2 bytes).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
