@@ -86,6 +86,7 @@ impl Producer {
     }
 
     /// The largest payload a record can have in this ring. Callers must never push more.
+    #[inline]
     pub fn max_record_len(&self) -> usize {
         // A record that does not fit before the end needs `to_end + need` free bytes.
         // With `need <= capacity / 2` an empty ring always has them, at any offset.

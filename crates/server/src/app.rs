@@ -197,6 +197,7 @@ impl HostCtx {
 
     /// The payload of a message for worker `w`: inline, or a reference to `shared`
     /// (created from `data` on first use) when the message is large.
+    #[inline]
     fn payload<'d>(&self, w: usize, data: &'d [u8], shared: &mut Option<Arc<[u8]>>) -> Payload<'d> {
         if data.len() <= self.outbound[w].inline_max() {
             return Payload::Inline(data);

@@ -429,7 +429,7 @@ impl Config {
             .session
             .routes
             .find(port, path)
-            .map(|r| (r.app.0, usize::from(r.endpoint.0)))
+            .map(|r| (r.app.index(), usize::from(r.endpoint.0)))
     }
 
     /// What the validated configuration means for start-up: routes and limits.
@@ -445,6 +445,9 @@ impl Config {
         }
         if self.apps.is_empty() {
             return err("apps".into(), "at least one app is required".into());
+        }
+        if self.apps.len() > usize::from(u16::MAX) {
+            return err("apps".into(), "more than 65535 apps".into());
         }
         if !matches!(
             self.log_level.as_str(),
@@ -648,7 +651,7 @@ impl Config {
                 route_table.push(Route {
                     port: url.port,
                     path: url.path.clone(),
-                    app: AppIndex(a),
+                    app: AppIndex(a as u16),
                     endpoint: EndpointIndex(e as u16),
                     allowed_origins: ep.allowed_origins.clone(),
                     subprotocols: ep.subprotocols.clone(),

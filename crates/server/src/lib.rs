@@ -28,7 +28,6 @@ use config::{Config, Plan};
 use plugin::{Plugin, PluginError};
 use records::{inbound_ring, outbound_ring};
 use ringsocket_ring::SleepState;
-use ringsocket_session::AppIndex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -267,7 +266,7 @@ fn endpoints_of(plan: &Plan, a: usize, app: &config::AppConfig) -> Vec<app::Endp
             subprotocols: e.subprotocols.clone(),
         })
         .collect();
-    for route in plan.session.routes.iter().filter(|r| r.app == AppIndex(a)) {
+    for route in plan.session.routes.iter().filter(|r| r.app.index() == a) {
         endpoints[usize::from(route.endpoint.0)].path = route.path.clone();
     }
     endpoints

@@ -184,7 +184,7 @@ impl IpCounts {
 
     /// Counts one more connection from `ip`, unless it is at the limit. Returns the
     /// slot to release when the connection ends.
-    pub(crate) fn acquire(&self, ip: IpAddr) -> Option<u32> {
+    pub(crate) fn acquire(&self, ip: IpAddr) -> Option<IpSlot> {
         // An IPv4-mapped IPv6 address counts as its IPv4 address.
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -192,21 +192,27 @@ impl IpCounts {
         };
         let mut h = self.hasher.build_hasher();
         ip.hash(&mut h);
-        let slot = (std::hash::Hasher::finish(&h) as usize % Self::SLOTS) as u32;
+        let slot = std::hash::Hasher::finish(&h) as usize % Self::SLOTS;
         // Relaxed: the counter guards no other memory; only its value matters.
-        let counter = &self.slots[slot as usize];
+        let counter = &self.slots[slot];
         if counter.fetch_add(1, Relaxed) >= self.limit {
             counter.fetch_sub(1, Relaxed);
             return None;
         }
-        Some(slot)
+        Some(IpSlot(
+            std::num::NonZeroU32::MIN.saturating_add(slot as u32),
+        ))
     }
 
     /// Counts one connection less in `slot`.
-    pub(crate) fn release(&self, slot: u32) {
-        self.slots[slot as usize].fetch_sub(1, Relaxed);
+    pub(crate) fn release(&self, slot: IpSlot) {
+        self.slots[slot.0.get() as usize - 1].fetch_sub(1, Relaxed);
     }
 }
+
+/// A connection's counter in [`IpCounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IpSlot(std::num::NonZeroU32);
 
 #[cfg(test)]
 mod tests {

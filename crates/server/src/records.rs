@@ -63,6 +63,7 @@ impl LargeMessage {
     }
 
     /// The message's bytes.
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         match &self.0 {
             Large::Owned(v) => v,
@@ -70,21 +71,16 @@ impl LargeMessage {
         }
     }
 
-    /// Gives up ownership into its wire form; [`LargeMessage::from_wire`] takes it
-    /// back. If the wire form is never taken back, the buffer leaks (never freed
-    /// twice).
-    fn into_wire(self) -> [u8; LARGE_WIRE] {
-        let mut out = [0u8; LARGE_WIRE];
-        let (tag, ptr, len, cap) = match self.0 {
-            Large::Owned(v) => {
-                let mut v = std::mem::ManuallyDrop::new(v);
-                (0u8, v.as_mut_ptr() as usize, v.len(), v.capacity())
-            }
-            Large::Shared(s) => {
-                let len = s.len();
-                (1u8, Arc::into_raw(s) as *const u8 as usize, len, 0)
-            }
+    /// Its wire form, pointing at the buffer it owns. Once a record carrying the wire
+    /// form is published, [`LargeMessage::hand_over`] must give up ownership to it;
+    /// [`LargeMessage::from_wire`] takes it back on the other side.
+    #[inline]
+    fn wire(&self) -> [u8; LARGE_WIRE] {
+        let (tag, ptr, len, cap) = match &self.0 {
+            Large::Owned(v) => (0u8, v.as_ptr() as usize, v.len(), v.capacity()),
+            Large::Shared(s) => (1u8, Arc::as_ptr(s) as *const u8 as usize, s.len(), 0),
         };
+        let mut out = [0u8; LARGE_WIRE];
         out[0] = tag;
         out[1..9].copy_from_slice(&(ptr as u64).to_le_bytes());
         out[9..17].copy_from_slice(&(len as u64).to_le_bytes());
@@ -92,16 +88,29 @@ impl LargeMessage {
         out
     }
 
-    /// Takes back what [`LargeMessage::into_wire`] gave up.
+    /// Gives up ownership to the published record that carries [`LargeMessage::wire`]:
+    /// the buffer is neither freed nor its reference count dropped here.
+    #[inline]
+    fn hand_over(self) {
+        match self.0 {
+            Large::Owned(v) => std::mem::forget(v),
+            Large::Shared(s) => {
+                let _ = Arc::into_raw(s);
+            }
+        }
+    }
+
+    /// Takes back what [`LargeMessage::hand_over`] gave up.
     ///
     /// # Safety
-    /// `wire` must be the output of `into_wire`, and taken back at most once.
+    /// `wire` must be the [`LargeMessage::wire`] of a message handed over to the record
+    /// it comes from, and taken back at most once.
     unsafe fn from_wire(wire: &[u8]) -> LargeMessage {
         let word = |at: usize| read_u64(&wire[at..at + 8]) as usize;
         let (ptr, len, cap) = (word(1), word(9), word(17));
         if wire[0] == 0 {
             // SAFETY: per the contract these are the parts of a Vec<u8> from the global
-            // allocator that into_wire forgot, and we take ownership exactly once.
+            // allocator that hand_over forgot, and we take ownership exactly once.
             LargeMessage::owned(unsafe { Vec::from_raw_parts(ptr as *mut u8, len, cap) })
         } else {
             let raw = std::ptr::slice_from_raw_parts(ptr as *const u8, len);
@@ -122,6 +131,7 @@ pub(crate) enum Payload<'a> {
 
 impl Payload<'_> {
     /// The bytes.
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Payload::Inline(b) => b,
@@ -129,6 +139,7 @@ impl Payload<'_> {
         }
     }
 
+    #[inline]
     fn wire_len(&self) -> usize {
         match self {
             Payload::Inline(b) => b.len(),
@@ -136,18 +147,27 @@ impl Payload<'_> {
         }
     }
 
-    /// Writes the payload's wire form into `out` (exactly `wire_len` bytes); a large
-    /// one gives up its buffer to the record.
-    fn write(self, out: &mut [u8]) {
+    /// Writes the payload's wire form into `out` (exactly `wire_len` bytes).
+    #[inline]
+    fn write(&self, out: &mut [u8]) {
         match self {
             Payload::Inline(b) => out.copy_from_slice(b),
-            Payload::Large(l) => out.copy_from_slice(&l.into_wire()),
+            Payload::Large(l) => out.copy_from_slice(&l.wire()),
+        }
+    }
+
+    /// Gives a large payload's buffer up to the published record carrying it.
+    #[inline]
+    fn hand_over(self) {
+        if let Payload::Large(l) = self {
+            l.hand_over();
         }
     }
 
     /// # Safety
     /// For a large payload, `wire` must be a record's payload decoded for the first and
     /// only time.
+    #[inline]
     unsafe fn read(large: bool, wire: &[u8]) -> Payload<'_> {
         if large {
             // SAFETY: forwarded contract.
@@ -158,6 +178,7 @@ impl Payload<'_> {
     }
 
     /// Whether the payload is a large one.
+    #[inline]
     fn is_large(&self) -> bool {
         matches!(self, Payload::Large(_))
     }
@@ -166,6 +187,7 @@ impl Payload<'_> {
 /// The size above which a payload crosses a ring of `max_record_len` as a
 /// [`LargeMessage`]: a quarter of the largest record, and at most 64 KiB (copying more
 /// than that costs more than an allocation).
+#[inline]
 pub(crate) fn inline_max(max_record_len: usize) -> usize {
     (max_record_len / 4).min(64 * 1024)
 }
@@ -235,7 +257,8 @@ impl Inbound<'_> {
         }
     }
 
-    fn encode(self, out: &mut [u8]) {
+    #[inline]
+    fn encode(&self, out: &mut [u8]) {
         let (kind, msg_kind, arg, client, payload) = match self {
             Inbound::Open {
                 client,
@@ -244,18 +267,18 @@ impl Inbound<'_> {
             } => {
                 let protocol = protocol.map_or(0, |p| u32::from(p) + 1);
                 let arg = u32::from(endpoint.0) | protocol << 16;
-                (IN_OPEN, 0, arg, client, None)
+                (IN_OPEN, 0, arg, *client, None)
             }
             Inbound::Message {
                 client,
                 kind,
                 payload,
-            } => (IN_MESSAGE, kind as u8, 0, client, Some(payload)),
-            Inbound::Close { client, code } => (IN_CLOSE, 0, u32::from(code.0), client, None),
+            } => (IN_MESSAGE, *kind as u8, 0, *client, Some(payload)),
+            Inbound::Close { client, code } => (IN_CLOSE, 0, u32::from(code.0), *client, None),
         };
         out[0] = kind;
         out[1] = msg_kind;
-        out[2] = u8::from(payload.as_ref().is_some_and(Payload::is_large));
+        out[2] = u8::from(payload.is_some_and(|p| p.is_large()));
         out[3] = 0;
         out[4..8].copy_from_slice(&arg.to_le_bytes());
         out[8..16].copy_from_slice(&client.0.to_le_bytes());
@@ -264,6 +287,15 @@ impl Inbound<'_> {
         }
     }
 
+    /// Gives a large payload up to the published record carrying it.
+    #[inline]
+    fn hand_over(self) {
+        if let Inbound::Message { payload, .. } = self {
+            payload.hand_over();
+        }
+    }
+
+    #[inline]
     fn wire_len(&self) -> usize {
         IN_HEADER
             + match self {
@@ -274,6 +306,7 @@ impl Inbound<'_> {
 
     /// # Safety
     /// `rec` is a record [`Inbound::encode`] wrote, decoded for the first time.
+    #[inline]
     unsafe fn decode(rec: &[u8]) -> Inbound<'_> {
         let arg = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes"));
         let client = ClientId(read_u64(&rec[8..16]));
@@ -316,6 +349,7 @@ pub(crate) enum IdList<'a> {
 
 impl<'a> IdList<'a> {
     /// How many ids.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         match self {
             IdList::Ids(ids) => ids.len(),
@@ -328,6 +362,7 @@ impl<'a> IdList<'a> {
         self.len() == 0
     }
 
+    #[inline]
     fn get(&self, i: usize) -> u64 {
         match self {
             IdList::Ids(ids) => ids[i],
@@ -336,11 +371,13 @@ impl<'a> IdList<'a> {
     }
 
     /// The ids, in order.
+    #[inline]
     pub(crate) fn iter(self) -> impl Iterator<Item = ClientId> + 'a {
         (0..self.len()).map(move |i| ClientId(self.get(i)))
     }
 
     /// Whether `id` is listed (binary search: the list is sorted).
+    #[inline]
     pub(crate) fn contains(&self, id: ClientId) -> bool {
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
@@ -411,36 +448,30 @@ impl Outbound<'_> {
             }
     }
 
-    fn encode(self, out: &mut [u8]) {
+    #[inline]
+    fn encode(&self, out: &mut [u8]) {
         let client_list;
+        let inline;
         let (op, msg_kind, ids, payload) = match self {
             Outbound::Send { kind, to, payload } => {
                 let (op, ids) = match to {
-                    Targets::List(ids) => (OUT_SEND_LIST, ids),
-                    Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, ids),
+                    Targets::List(ids) => (OUT_SEND_LIST, *ids),
+                    Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, *ids),
                 };
-                (op, kind as u8, ids, payload)
+                (op, *kind as u8, ids, payload)
             }
             Outbound::Close {
                 client,
                 frame_payload,
             } => {
                 client_list = [client.0];
-                (
-                    OUT_CLOSE,
-                    0,
-                    IdList::Ids(&client_list),
-                    Payload::Inline(frame_payload),
-                )
+                inline = Payload::Inline(frame_payload);
+                (OUT_CLOSE, 0, IdList::Ids(&client_list), &inline)
             }
             Outbound::Closed { client } => {
                 client_list = [client.0];
-                (
-                    OUT_CLOSED,
-                    0,
-                    IdList::Ids(&client_list),
-                    Payload::Inline(&[]),
-                )
+                inline = Payload::Inline(&[]);
+                (OUT_CLOSED, 0, IdList::Ids(&client_list), &inline)
             }
         };
         out[0] = op;
@@ -448,16 +479,29 @@ impl Outbound<'_> {
         out[2] = 0;
         out[3] = u8::from(payload.is_large());
         out[4..8].copy_from_slice(&(ids.len() as u32).to_le_bytes());
-        let mut at = OUT_HEADER;
-        for id in ids.iter() {
-            out[at..at + 8].copy_from_slice(&id.0.to_le_bytes());
-            at += 8;
+        let at = OUT_HEADER + 8 * ids.len();
+        match ids {
+            IdList::Ids(list) => {
+                for (slot, id) in out[OUT_HEADER..at].chunks_exact_mut(8).zip(list) {
+                    slot.copy_from_slice(&id.to_le_bytes());
+                }
+            }
+            IdList::Wire(bytes) => out[OUT_HEADER..at].copy_from_slice(bytes),
         }
         payload.write(&mut out[at..]);
     }
 
+    /// Gives a large payload up to the published record carrying it.
+    #[inline]
+    fn hand_over(self) {
+        if let Outbound::Send { payload, .. } = self {
+            payload.hand_over();
+        }
+    }
+
     /// # Safety
     /// `rec` is a record [`Outbound::encode`] wrote, decoded for the first time.
+    #[inline]
     unsafe fn decode(rec: &[u8]) -> Outbound<'_> {
         let count = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes")) as usize;
         let (ids, payload) = rec[OUT_HEADER..].split_at(8 * count);
@@ -515,20 +559,21 @@ macro_rules! producer_common {
             ///
             /// # Errors
             /// The record, when the ring is full right now.
+            #[inline]
             pub(crate) fn try_push<'a>(&mut self, rec: $rec<'a>) -> Result<(), $rec<'a>> {
                 let len = rec.wire_len();
-                let mut rec = Some(rec);
-                let pushed = self
-                    .0
-                    .try_push_with(len, |buf| rec.take().expect("filled once").encode(buf));
-                match (pushed, rec) {
-                    (Ok(()), _) => Ok(()),
-                    (Err(Full), Some(rec)) => Err(rec),
-                    (Err(Full), None) => unreachable!("a full ring does not call fill"),
+                match self.0.try_push_with(len, |buf| rec.encode(buf)) {
+                    Ok(()) => {
+                        // The published record owns a large payload's buffer now.
+                        rec.hand_over();
+                        Ok(())
+                    }
+                    Err(Full) => Err(rec),
                 }
             }
 
             /// Payloads above this size must cross as [`LargeMessage`]s.
+            #[inline]
             pub(crate) fn inline_max(&self) -> usize {
                 inline_max(self.0.max_record_len())
             }
@@ -545,6 +590,7 @@ macro_rules! consumer_common {
     ($rx:ident, $rec:ident) => {
         impl $rx {
             /// Hands the oldest record to `read`, if there is one.
+            #[inline]
             pub(crate) fn pop_with<R>(&mut self, read: impl FnOnce($rec<'_>) -> R) -> Option<R> {
                 self.0.pop_with(|bytes| {
                     // SAFETY: the producer wrote `bytes` with `encode`, and the ring hands

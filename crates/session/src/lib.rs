@@ -15,11 +15,13 @@
 //! ordering, pings, timeouts and the outbound cap — is here, and is tested with a fake
 //! clock and no sockets.
 
+pub mod clock;
 pub mod outbuf;
 pub mod route;
 pub mod session;
 
-pub use outbuf::{OutBuf, Overflow};
+pub use clock::{Epoch, Tick};
+pub use outbuf::{LazyVec, OutBuf, Overflow};
 pub use route::{AppIndex, EndpointIndex, Route, Routes};
 pub use session::{
     AppEvents, Delivery, Drained, Frame, Limits, Message, Phase, Sent, Session, SessionConfig,

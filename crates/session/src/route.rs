@@ -1,9 +1,17 @@
 //! Routing an upgrade request to an app endpoint, and the endpoint's origin and
 //! subprotocol policy.
 
-/// An app, by its index in the configuration's `apps`.
+/// An app, by its index in the configuration's `apps` (at most 65535 apps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct AppIndex(pub usize);
+pub struct AppIndex(pub u16);
+
+impl AppIndex {
+    /// The index, for indexing per-app tables.
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
 
 /// An endpoint of an app, by its index in that app's `endpoints`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,12 +1,13 @@
 //! [`Session`]: one client connection's protocol state, without sockets or clocks.
 
-use crate::outbuf::{OutBuf, Overflow};
+use crate::clock::Tick;
+use crate::outbuf::{LazyVec, OutBuf, Overflow};
 use crate::route::{Route, Routes};
 use ringsocket_proto::close::encode_close_payload;
 use ringsocket_proto::frame::{encode_header, MAX_SERVER_HEADER_LEN};
 use ringsocket_proto::handshake::{parse_request, write_accept_response, HandshakeError};
 use ringsocket_proto::{CloseCode, Event, MessageKind, Opcode, ProtocolError, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The numbers a session enforces; one copy per worker, passed to every call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +151,8 @@ pub enum Sent {
     Queued,
     /// Not for this client any more (it is closing); dropped.
     Dropped,
-    /// It did not fit under the outbound cap: the session closed with 1008 and told
-    /// the app.
+    /// It did not fit under the outbound cap: nothing was queued, and the caller must
+    /// close the client ([`Session::close_overflowed`]).
     Overflowed,
 }
 
@@ -174,26 +175,26 @@ pub struct Session {
     port: u16,
     rx: Receiver,
     /// A data message being assembled from several chunks.
-    message: Vec<u8>,
+    message: LazyVec,
     out: OutBuf,
     /// When the current phase times out; in `Open`, when the pong is due.
-    deadline: Option<Instant>,
+    deadline: Option<Tick>,
     /// When the client last sent anything.
-    last_input: Instant,
+    last_input: Tick,
     /// When a data message last went either way.
-    last_data: Instant,
+    last_data: Tick,
     /// The output holds only the 101 response: release its memory once it is written.
     release_when_drained: bool,
 }
 
 impl Session {
     /// A connection accepted at `now` on `port`, waiting for its upgrade request.
-    pub fn new(port: u16, now: Instant, limits: &Limits) -> Session {
+    pub fn new(port: u16, now: Tick, limits: &Limits) -> Session {
         Session {
             phase: Phase::Handshake,
             port,
             rx: Receiver::new(0),
-            message: Vec::new(),
+            message: LazyVec::default(),
             out: OutBuf::default(),
             deadline: Some(now + limits.handshake_timeout),
             last_input: now,
@@ -203,52 +204,76 @@ impl Session {
     }
 
     /// The current phase.
+    #[inline]
     pub fn phase(&self) -> Phase {
         self.phase
     }
 
     /// Whether the app knows this client as connected.
+    #[inline]
     pub fn is_open(&self) -> bool {
         self.phase == Phase::Open
     }
 
     /// Whether the socket may be closed now.
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
 
     /// Whether input should be read (and passed to [`Session::handle_input`]).
+    #[inline]
     pub fn reads_input(&self) -> bool {
         !matches!(self.phase, Phase::Flushing | Phase::Closed)
     }
 
     /// Whether the session decodes input (rather than dropping it).
+    #[inline]
     pub fn decodes_input(&self) -> bool {
         matches!(self.phase, Phase::Handshake | Phase::Open | Phase::Closing)
     }
 
     /// Bytes waiting to be written.
+    #[inline]
     pub fn output(&self) -> &[u8] {
         self.out.unsent_bytes()
     }
 
+    /// Whether the caller must write [`Session::output`] and then call
+    /// [`Session::output_drained`]: there is output, or a flush is due (even with
+    /// nothing left to write, flushing ends in shutting down the write side).
+    #[inline]
+    pub fn wants_flush(&self) -> bool {
+        !self.out.is_empty() || self.phase == Phase::Flushing
+    }
+
     /// Bytes waiting to be written, counted.
+    #[inline]
     pub fn unsent(&self) -> usize {
         self.out.unsent()
     }
 
+    /// Whether a frame of `len` bytes can be queued without the output buffer growing.
+    #[inline]
+    pub fn fits_held(&self, len: usize) -> bool {
+        self.out.fits_held(len)
+    }
+
     /// Heap bytes this session holds in its buffers.
+    #[inline]
     pub fn held(&self) -> usize {
         self.out.held() + self.message.capacity()
     }
 
     /// Records that the first `n` bytes of [`Session::output`] were written.
+    #[inline]
     pub fn advance_output(&mut self, n: usize) {
         self.out.advance(n);
     }
 
     /// Call once [`Session::output`] is empty and written out completely.
-    pub fn output_drained(&mut self, now: Instant, limits: &Limits) -> Drained {
+    #[inline]
+    pub fn output_drained(&mut self, now: Tick, limits: &Limits) -> Drained {
         if std::mem::take(&mut self.release_when_drained) {
             self.out.release();
         }
@@ -260,7 +285,8 @@ impl Session {
     }
 
     /// When [`Session::handle_timeout`] must be called next, if ever.
-    pub fn poll_timeout(&self, limits: &Limits) -> Option<Instant> {
+    #[inline]
+    pub fn poll_timeout(&self, limits: &Limits) -> Option<Tick> {
         if self.phase != Phase::Open {
             return self.deadline;
         }
@@ -283,7 +309,7 @@ impl Session {
     pub fn handle_input(
         &mut self,
         config: &SessionConfig,
-        now: Instant,
+        now: Tick,
         buf: &mut [u8],
         app: &mut impl AppEvents,
     ) -> usize {
@@ -301,18 +327,12 @@ impl Session {
     }
 
     /// The client closed its side (EOF), or the socket failed.
-    pub fn handle_eof(&mut self, now: Instant, limits: &Limits, app: &mut impl AppEvents) {
+    pub fn handle_eof(&mut self, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
         self.abort(CloseCode::ABNORMAL, now, limits, app);
     }
 
     /// Drops the connection now: the app is told `code` if it knew the client.
-    pub fn abort(
-        &mut self,
-        code: CloseCode,
-        now: Instant,
-        limits: &Limits,
-        app: &mut impl AppEvents,
-    ) {
+    pub fn abort(&mut self, code: CloseCode, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
         if self.phase == Phase::Open {
             app.close(code);
         }
@@ -320,7 +340,7 @@ impl Session {
     }
 
     /// Acts on the deadline returned by [`Session::poll_timeout`], if it has come.
-    pub fn handle_timeout(&mut self, now: Instant, limits: &Limits, app: &mut impl AppEvents) {
+    pub fn handle_timeout(&mut self, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
         if self.phase != Phase::Open {
             if self.deadline.is_some_and(|d| d <= now) {
                 self.enter(Phase::Closed, now, limits);
@@ -342,7 +362,7 @@ impl Session {
         if let Some(interval) = limits.ping_interval {
             if self.deadline.is_none() && self.last_input + interval <= now {
                 let frame = Frame::new(Opcode::Ping, &[]);
-                if self.out.push(&frame.parts(), limits.out_cap).is_err() {
+                if self.out.push(frame.parts(), limits.out_cap).is_err() {
                     self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
                     return;
                 }
@@ -351,37 +371,36 @@ impl Session {
         }
     }
 
-    /// Queues an app's message (an encoded frame) for this client.
-    pub fn send(
-        &mut self,
-        frame: &Frame<'_>,
-        now: Instant,
-        limits: &Limits,
-        app: &mut impl AppEvents,
-    ) -> Sent {
+    /// Queues an app's message (an encoded frame) for this client. On
+    /// [`Sent::Overflowed`] the caller must call [`Session::close_overflowed`] (kept
+    /// apart so that the hot path needs no [`AppEvents`]).
+    #[inline]
+    pub fn send(&mut self, frame: &Frame<'_>, now: Tick, limits: &Limits) -> Sent {
         // After a close frame from either side nothing is sent but the close reply; while
         // awaiting the app its replies to earlier messages still go out.
         if !matches!(self.phase, Phase::Open | Phase::AwaitingApp { .. }) {
             return Sent::Dropped;
         }
-        match self.out.push(&frame.parts(), limits.out_cap) {
+        match self.out.push(frame.parts(), limits.out_cap) {
             Ok(()) => {
                 self.last_data = now;
                 Sent::Queued
             }
-            Err(Overflow) if self.phase == Phase::Open => {
-                self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
-                Sent::Overflowed
-            }
+            Err(Overflow) if self.phase == Phase::Open => Sent::Overflowed,
             Err(Overflow) => Sent::Dropped,
         }
+    }
+
+    /// Closes with 1008 a client whose output would have exceeded the outbound cap.
+    pub fn close_overflowed(&mut self, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
+        self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
     }
 
     /// The app closes the client with this close-frame payload (code and reason).
     pub fn app_close(
         &mut self,
         payload: &[u8],
-        now: Instant,
+        now: Tick,
         limits: &Limits,
         app: &mut impl AppEvents,
     ) {
@@ -392,14 +411,14 @@ impl Session {
             CloseCode(u16::from_be_bytes([c[0], c[1]]))
         });
         self.out
-            .push_unbounded(&Frame::new(Opcode::Close, payload).parts());
+            .push_unbounded(Frame::new(Opcode::Close, payload).parts());
         app.close(code);
         self.enter(Phase::Closing, now, limits);
     }
 
     /// The app confirmed it has sent everything it will send this client: the pending
     /// close frame goes out.
-    pub fn app_done(&mut self, now: Instant, limits: &Limits) {
+    pub fn app_done(&mut self, now: Tick, limits: &Limits) {
         let Phase::AwaitingApp { reply } = self.phase else {
             return;
         };
@@ -408,7 +427,7 @@ impl Session {
             encode_close_payload(code, code.default_reason(), &mut payload)
         });
         self.out
-            .push_unbounded(&Frame::new(Opcode::Close, &payload[..n]).parts());
+            .push_unbounded(Frame::new(Opcode::Close, &payload[..n]).parts());
         self.enter(Phase::Flushing, now, limits);
     }
 
@@ -419,7 +438,7 @@ impl Session {
         &mut self,
         code: CloseCode,
         reason: &str,
-        now: Instant,
+        now: Tick,
         limits: &Limits,
         app: &mut impl AppEvents,
     ) {
@@ -428,8 +447,8 @@ impl Session {
                 let mut payload = [0u8; 125];
                 let n = encode_close_payload(code, reason, &mut payload);
                 self.out
-                    .push_unbounded(&Frame::new(Opcode::Close, &payload[..n]).parts());
-                self.message = Vec::new();
+                    .push_unbounded(Frame::new(Opcode::Close, &payload[..n]).parts());
+                self.message.release();
                 app.close(code);
                 self.enter(Phase::Closing, now, limits);
             }
@@ -440,7 +459,7 @@ impl Session {
 
     /// The one place phases change: checks the transition and sets the new phase's
     /// deadline.
-    fn enter(&mut self, next: Phase, now: Instant, limits: &Limits) {
+    fn enter(&mut self, next: Phase, now: Tick, limits: &Limits) {
         use Phase::*;
         let deadline = match (self.phase, next) {
             (Handshake, Open) => {
@@ -461,7 +480,11 @@ impl Session {
         };
         if next != Open {
             // Only an open connection assembles messages.
-            self.message = Vec::new();
+            self.message.release();
+        }
+        if next == Closed {
+            // Nothing more is written either.
+            self.out = OutBuf::default();
         }
         self.phase = next;
         self.deadline = deadline;
@@ -470,7 +493,7 @@ impl Session {
     fn handshake(
         &mut self,
         config: &SessionConfig,
-        now: Instant,
+        now: Tick,
         buf: &mut [u8],
         app: &mut impl AppEvents,
     ) -> usize {
@@ -495,7 +518,7 @@ impl Session {
             let index = protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));
             let mut response = Vec::new();
             write_accept_response(req.key, protocol, &mut response);
-            self.out.push_unbounded(&[&response]);
+            self.out.push_unbounded([&response, &[]]);
             Ok((route, index, len))
         });
         match accepted {
@@ -510,7 +533,7 @@ impl Session {
                 app.refused(&e);
                 let mut response = Vec::new();
                 e.write_response(&mut response);
-                self.out.push_unbounded(&[&response]);
+                self.out.push_unbounded([&response, &[]]);
                 self.enter(Phase::Flushing, now, limits);
                 buf.len()
             }
@@ -521,7 +544,7 @@ impl Session {
     fn frames(
         &mut self,
         limits: &Limits,
-        now: Instant,
+        now: Tick,
         buf: &mut [u8],
         app: &mut impl AppEvents,
     ) -> usize {
@@ -556,16 +579,13 @@ impl Session {
                         self.last_data = now;
                         app.message(kind, Message::Borrowed(chunk))
                     } else {
-                        self.message.extend_from_slice(chunk);
+                        self.message.vec().extend_from_slice(chunk);
                         if !last {
                             continue;
                         }
                         self.last_data = now;
-                        let delivery = app.message(kind, Message::Assembled(&mut self.message));
-                        self.message.clear();
-                        if self.message.capacity() > 64 * 1024 {
-                            self.message = Vec::new();
-                        }
+                        let delivery = app.message(kind, Message::Assembled(self.message.vec()));
+                        self.message.clear(64 * 1024);
                         delivery
                     };
                     if delivery == Delivery::Paused {
@@ -579,7 +599,7 @@ impl Session {
                     // A client that pings without reading the pongs gets the same cap
                     // as app messages.
                     let pong = Frame::new(Opcode::Pong, payload);
-                    if self.out.push(&pong.parts(), limits.out_cap).is_err() {
+                    if self.out.push(pong.parts(), limits.out_cap).is_err() {
                         self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
                         return buf.len();
                     }
@@ -604,7 +624,7 @@ impl Session {
 
     /// Fails the connection for a protocol error: the app is told at once, and the
     /// close frame follows whatever it still sends for earlier messages.
-    fn fail(&mut self, code: CloseCode, now: Instant, limits: &Limits, app: &mut impl AppEvents) {
+    fn fail(&mut self, code: CloseCode, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
         match self.phase {
             Phase::Open => {
                 app.close(code);
@@ -631,6 +651,7 @@ pub struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     /// A final frame of `opcode` carrying `payload`.
+    #[inline]
     pub fn new(opcode: Opcode, payload: &'a [u8]) -> Frame<'a> {
         let mut header = [0; MAX_SERVER_HEADER_LEN];
         let n = encode_header(true, opcode, payload.len() as u64, &mut header);
@@ -642,21 +663,25 @@ impl<'a> Frame<'a> {
     }
 
     /// A data frame carrying a whole message.
+    #[inline]
     pub fn message(kind: MessageKind, payload: &'a [u8]) -> Frame<'a> {
         Frame::new(kind.opcode(), payload)
     }
 
     /// The frame's bytes, as header and payload.
+    #[inline]
     pub fn parts(&self) -> [&[u8]; 2] {
         [&self.header[..usize::from(self.header_len)], self.payload]
     }
 
     /// The frame's length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         usize::from(self.header_len) + self.payload.len()
     }
 
     /// Whether the frame is empty (never: a header is at least 2 bytes).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         false
     }

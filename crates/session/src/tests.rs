@@ -3,7 +3,7 @@
 use super::*;
 use ringsocket_proto::frame::encode_client_frame;
 use ringsocket_proto::{CloseCode, MessageKind, Opcode};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
@@ -40,7 +40,7 @@ impl AppEvents for App {
 struct Harness {
     config: SessionConfig,
     session: Session,
-    now: Instant,
+    now: Tick,
     app: App,
     /// Everything the session asked to write, in order.
     written: Vec<u8>,
@@ -61,7 +61,7 @@ impl Harness {
             allowed_origins: vec!["https://ok".into()],
             subprotocols: vec!["a".into(), "b".into()],
         }]);
-        let now = Instant::now();
+        let now = Tick::ZERO;
         Harness {
             session: Session::new(80, now, &limits),
             config: SessionConfig { routes, limits },
@@ -121,7 +121,7 @@ impl Harness {
             .session
             .poll_timeout(&self.config.limits)
             .expect("a deadline");
-        let waited = due.saturating_duration_since(self.now);
+        let waited = due.since(self.now);
         self.now = due;
         self.session
             .handle_timeout(self.now, &self.config.limits, &mut self.app);
@@ -135,8 +135,11 @@ impl Harness {
             &Frame::message(MessageKind::Text, payload),
             self.now,
             &limits,
-            &mut self.app,
         );
+        if sent == Sent::Overflowed {
+            self.session
+                .close_overflowed(self.now, &limits, &mut self.app);
+        }
         self.drain();
         sent
     }
@@ -292,9 +295,16 @@ fn app_initiated_close() {
     // Nothing after the close frame, not even the app's later sends.
     assert_eq!(h.send(b"after"), Sent::Dropped);
     assert_eq!(frames(&h.take_written()), [(0x8, close_payload(4000))]);
-    // Data the client sent before seeing our close is dropped; its close ends it.
+    // Data the client sent before seeing our close is dropped; its close ends it: a
+    // flush is due even with nothing left to write (it shuts the write side).
     h.frame(0x1, b"crossing");
-    h.frame(0x8, &close_payload(4000));
+    let mut reply = Vec::new();
+    encode_client_frame(true, 0x8, &close_payload(4000), [1, 2, 3, 4], &mut reply);
+    let mut buf = reply.clone();
+    h.session
+        .handle_input(&h.config, h.now, &mut buf, &mut h.app);
+    assert!(h.session.output().is_empty() && h.session.wants_flush());
+    h.drain();
     assert_eq!(h.app.seen.len(), 1);
     assert!(h.shutdown);
     assert_eq!(h.session.phase(), Phase::Lingering);
@@ -447,14 +457,10 @@ fn outbound_cap_closes_with_1008() {
     let limits = h.limits();
     // A client that does not read: nothing is drained.
     let frame = Frame::message(MessageKind::Binary, &[0; 60]);
-    assert_eq!(
-        h.session.send(&frame, h.now, &limits, &mut h.app),
-        Sent::Queued
-    );
-    assert_eq!(
-        h.session.send(&frame, h.now, &limits, &mut h.app),
-        Sent::Overflowed
-    );
+    assert_eq!(h.session.send(&frame, h.now, &limits), Sent::Queued);
+    assert_eq!(h.session.send(&frame, h.now, &limits), Sent::Overflowed);
+    assert!(h.app.seen.is_empty(), "the caller closes it");
+    h.session.close_overflowed(h.now, &limits, &mut h.app);
     assert_eq!(h.app.seen, [Seen::Close(1008)]);
     assert_eq!(h.session.phase(), Phase::Closing);
 }

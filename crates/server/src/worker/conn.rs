@@ -2,12 +2,29 @@
 //! [`Session`], and the worker's bookkeeping. The I/O here only moves bytes between
 //! the socket and the session; every decision is the session's.
 
+use crate::listener::IpSlot;
 use crate::records::ClientId;
 use mio::net::TcpStream;
-use ringsocket_session::{AppIndex, Session};
+use ringsocket_session::{AppIndex, LazyVec, Session, Tick};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::time::Instant;
+use std::num::NonZeroU32;
+
+/// A connection's position in its app's list of open connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ListSlot(NonZeroU32);
+
+impl ListSlot {
+    /// Position `index` (lists hold fewer than 2^32 - 1 connections).
+    pub(crate) fn new(index: usize) -> ListSlot {
+        ListSlot(NonZeroU32::MIN.saturating_add(index as u32))
+    }
+
+    /// The position.
+    pub(crate) fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
 
 /// A client connection owned by one worker.
 pub(crate) struct Conn {
@@ -15,27 +32,30 @@ pub(crate) struct Conn {
     /// The TLS session, on `wss://` ports.
     pub(crate) tls: Option<Box<rustls::ServerConnection>>,
     pub(crate) session: Session,
-    /// Unique per worker for the process's life; tells reused slab keys apart.
-    pub(crate) serial: u64,
+    /// Tells reused slab keys apart (wraps after 2^32 connections of one worker,
+    /// long after any stale timer entry of the same key is gone).
+    pub(crate) serial: u32,
     /// The client id (0 until the upgrade completes).
     pub(crate) id: ClientId,
     /// The app (valid once open).
     pub(crate) app: AppIndex,
     /// Position in the worker's list of the app's open connections, while listed.
-    pub(crate) app_slot: Option<usize>,
+    pub(crate) app_slot: Option<ListSlot>,
     /// Received bytes not yet decoded (a partial header or control frame, or input
     /// held back while the app's ring is full).
-    pub(crate) pending: Vec<u8>,
+    pub(crate) pending: LazyVec,
     /// In the worker's list of connections to flush.
     pub(crate) dirty: bool,
     /// Waiting for room in its app's ring before reading more.
     pub(crate) read_blocked: bool,
+    /// The upgrade just completed: its deadlines must be scheduled anew.
+    pub(crate) just_opened: bool,
     /// The earliest entry the worker's timer heap holds for it.
-    pub(crate) timer_at: Option<Instant>,
+    pub(crate) timer_at: Option<Tick>,
     /// Bytes of buffers counted against the worker's budget.
     pub(crate) accounted: usize,
     /// Its slot in the per-IP connection counts, if those are kept.
-    pub(crate) ip_slot: Option<u32>,
+    pub(crate) ip_slot: Option<IpSlot>,
 }
 
 impl Conn {

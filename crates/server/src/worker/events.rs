@@ -63,7 +63,7 @@ impl AppEvents for ToApp<'_> {
         self.client = self.ids.next();
         self.app = route.app;
         self.opened = true;
-        self.inboxes[route.app.0].push(Inbound::Open {
+        self.inboxes[route.app.index()].push(Inbound::Open {
             client: self.client,
             endpoint: route.endpoint,
             protocol: protocol.map(|p| p as u16),
@@ -71,7 +71,7 @@ impl AppEvents for ToApp<'_> {
     }
 
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
-        let inbox = &mut self.inboxes[self.app.0];
+        let inbox = &mut self.inboxes[self.app.index()];
         let payload = match message {
             Message::Borrowed(b) if b.len() <= inbox.inline_max => Payload::Inline(b),
             Message::Borrowed(b) => Payload::Large(LargeMessage::owned(b.to_vec())),
@@ -110,7 +110,7 @@ impl AppEvents for ToApp<'_> {
 
     fn close(&mut self, code: CloseCode) {
         self.closed = true;
-        self.inboxes[self.app.0].push(Inbound::Close {
+        self.inboxes[self.app.index()].push(Inbound::Close {
             client: self.client,
             code,
         });

@@ -50,6 +50,7 @@ impl AppInbox {
 
     /// Pushes a record, or backlogs it if the ring is full (or a backlog exists).
     /// Returns `false` if it was backlogged.
+    #[inline]
     pub(crate) fn push(&mut self, record: Inbound<'_>) -> bool {
         let is_message = matches!(record, Inbound::Message { .. });
         let record = if self.backlog.is_empty() {
@@ -75,6 +76,7 @@ impl AppInbox {
         self.ring.try_push(record)
     }
 
+    #[inline]
     fn pushed(&mut self, is_message: bool) -> bool {
         if is_message {
             self.message_since_wake = true;

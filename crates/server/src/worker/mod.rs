@@ -19,14 +19,14 @@ pub(crate) use inbox::AppInbox;
 use crate::listener::{IpCounts, Listener};
 use crate::records::{ClientId, OutboundRx};
 use crate::WorkerLink;
-use conn::Conn;
+use conn::{Conn, ListSlot};
 use events::{IdSource, ToApp};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use outbound::{Apply, Budget};
 use ringsocket_proto::handshake::HandshakeError;
 use ringsocket_proto::CloseCode;
-use ringsocket_session::{AppIndex, Drained, Session, SessionConfig};
+use ringsocket_session::{AppIndex, Drained, Epoch, LazyVec, Session, SessionConfig, Tick};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::io::{ErrorKind, Write};
@@ -85,7 +85,7 @@ struct Worker {
     unsettled: Vec<usize>,
     timers: Timers,
     ids: IdSource,
-    next_serial: u64,
+    next_serial: u32,
     budget: Budget,
     ip_counts: Option<Arc<IpCounts>>,
     /// Kept open so that, out of file descriptors, a client can still be accepted and
@@ -98,6 +98,10 @@ struct Worker {
     lifecycle_due: Option<Instant>,
     /// The time, read once per loop iteration.
     now: Instant,
+    /// `now` as sessions keep time.
+    tick: Tick,
+    /// Where ticks count from.
+    epoch: Epoch,
 }
 
 /// Runs a worker until the server stops.
@@ -155,6 +159,8 @@ pub(crate) fn run(setup: WorkerSetup) {
         stopping: None,
         lifecycle_due: None,
         now: Instant::now(),
+        tick: Tick::ZERO,
+        epoch: Epoch::new(Instant::now()),
     };
     worker.run(plan.poll_events);
 }
@@ -167,7 +173,7 @@ impl Worker {
     fn run(&mut self, poll_events: usize) {
         let mut events = Events::with_capacity(poll_events);
         loop {
-            self.now = Instant::now();
+            self.set_now();
             self.drain_outbound();
             self.drain_backlogs();
             self.expire();
@@ -192,7 +198,7 @@ impl Worker {
                 }
                 continue;
             }
-            self.now = Instant::now();
+            self.set_now();
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -243,8 +249,14 @@ impl Worker {
         self.conns.is_empty() || self.now >= deadline
     }
 
+    /// Reads the clock (once per loop iteration, not per event).
+    fn set_now(&mut self) {
+        self.now = Instant::now();
+        self.tick = self.epoch.tick(self.now);
+    }
+
     fn next_timeout(&mut self) -> Option<Duration> {
-        let mut due = self.timers.next();
+        let mut due = self.timers.next().map(|t| self.epoch.instant(t));
         let mut earliest = |t: Option<Instant>| {
             if let Some(t) = t {
                 due = Some(due.map_or(t, |d| d.min(t)));
@@ -261,18 +273,19 @@ impl Worker {
     fn with_session<R>(
         &mut self,
         key: usize,
-        f: impl FnOnce(&mut Session, Instant, &SessionConfig, &mut ToApp<'_>) -> R,
+        f: impl FnOnce(&mut Session, Tick, &SessionConfig, &mut ToApp<'_>) -> R,
     ) -> Option<R> {
         let conn = self.conns.get_mut(key)?;
         let mut events = ToApp::new(&mut self.inboxes, &mut self.ids, key, conn.id, conn.app);
-        let result = f(&mut conn.session, self.now, &self.config, &mut events);
+        let result = f(&mut conn.session, self.tick, &self.config, &mut events);
         let (opened, paused) = (events.opened, events.paused);
         let (client, app) = (events.client, events.app);
         if opened {
+            conn.just_opened = true;
             conn.id = client;
             conn.app = app;
-            conn.app_slot = Some(self.open[app.0].len());
-            self.open[app.0].push(key);
+            conn.app_slot = Some(ListSlot::new(self.open[app.index()].len()));
+            self.open[app.index()].push(key);
             self.by_id.insert(client, key);
         }
         if paused {
@@ -291,9 +304,9 @@ impl Worker {
         };
         if !conn.session.is_open() {
             if let Some(slot) = conn.app_slot.take() {
-                let list = &mut self.open[conn.app.0];
-                list.swap_remove(slot);
-                if let Some(&moved) = list.get(slot) {
+                let list = &mut self.open[conn.app.index()];
+                list.swap_remove(slot.index());
+                if let Some(&moved) = list.get(slot.index()) {
                     self.conns[moved].app_slot = Some(slot);
                 }
             }
@@ -303,14 +316,22 @@ impl Worker {
             self.remove(key);
             return;
         }
-        if !conn.session.output().is_empty() || conn.tls_wants_write() {
+        if conn.session.wants_flush() || conn.tls_wants_write() {
             self.mark_dirty(key);
         }
         let conn = &mut self.conns[key];
-        if let Some(at) = conn.session.poll_timeout(&self.config.limits) {
-            if conn.timer_at.is_none_or(|t| at < t) {
-                conn.timer_at = Some(at);
-                self.timers.push(at, key, conn.serial);
+        // An open connection's deadlines only move later (activity), which the timer
+        // heap re-checks when the old one comes up; only a new phase can bring one
+        // earlier.
+        let may_be_earlier = conn.timer_at.is_none()
+            || !conn.session.is_open()
+            || std::mem::take(&mut conn.just_opened);
+        if may_be_earlier {
+            if let Some(at) = conn.session.poll_timeout(&self.config.limits) {
+                if conn.timer_at.is_none_or(|t| at < t) {
+                    conn.timer_at = Some(at);
+                    self.timers.push(at, key, conn.serial);
+                }
             }
         }
         self.budget.account(conn);
@@ -339,7 +360,7 @@ impl Worker {
             unsettled,
             budget: &mut self.budget,
             limits: &self.config.limits,
-            now: self.now,
+            now: self.tick,
         }
     }
 
@@ -366,7 +387,7 @@ impl Worker {
 
     /// Handles every deadline that has come.
     fn expire(&mut self) {
-        while let Some((at, key, serial)) = self.timers.pop_due(self.now) {
+        while let Some((at, key, serial)) = self.timers.pop_due(self.tick) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -496,18 +517,19 @@ impl Worker {
             return release(&self.ip_counts);
         }
         let serial = self.next_serial;
-        self.next_serial += 1;
+        self.next_serial = self.next_serial.wrapping_add(1);
         entry.insert(Conn {
             stream,
             tls,
-            session: Session::new(port, self.now, &self.config.limits),
+            session: Session::new(port, self.tick, &self.config.limits),
             serial,
             id: ClientId(0),
             app: AppIndex(0),
             app_slot: None,
-            pending: Vec::new(),
+            pending: LazyVec::default(),
             dirty: false,
             read_blocked: false,
+            just_opened: false,
             timer_at: None,
             accounted: 0,
             ip_slot,
@@ -532,14 +554,13 @@ impl Worker {
         if !conn.session.reads_input() || conn.read_blocked {
             return false;
         }
-        if conn.session.is_open() && self.inboxes[conn.app.0].is_backlogged() {
+        if conn.session.is_open() && self.inboxes[conn.app.index()].is_backlogged() {
             conn.read_blocked = true;
-            self.inboxes[conn.app.0].paused.push(key);
+            self.inboxes[conn.app.index()].paused.push(key);
             return false;
         }
         let held = conn.pending.len();
-        rbuf[..held].copy_from_slice(&conn.pending);
-        conn.pending.clear();
+        rbuf[..held].copy_from_slice(conn.pending.as_slice());
         let (got, eof, blocked) = if held == rbuf.len() {
             (0, false, false)
         } else {
@@ -561,6 +582,7 @@ impl Worker {
         // EAGAIN. (TLS buffers records itself, so it reads until EAGAIN.)
         let drained = conn.tls.is_none() && got > 0 && total < rbuf.len();
         let input = &mut rbuf[..total];
+        let opened_now = !conn.session.is_open();
         let consumed = if conn.session.decodes_input() {
             self.with_session(key, |session, now, config, events| {
                 session.handle_input(config, now, input, events)
@@ -572,9 +594,12 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
         };
-        conn.pending.extend_from_slice(&rbuf[consumed..total]);
-        if conn.pending.capacity() > 64 * 1024 && conn.pending.len() < 1024 {
-            conn.pending.shrink_to(1024);
+        // Keep what was not consumed; a buffer a burst made large is released.
+        conn.pending.clear(4096);
+        if consumed < total {
+            conn.pending.vec().extend_from_slice(&rbuf[consumed..total]);
+        } else if opened_now && conn.session.is_open() {
+            conn.pending.release(); // what the upgrade needed; an idle connection holds none
         }
         if eof {
             self.lose(key);
@@ -615,7 +640,7 @@ impl Worker {
                 return self.lose(key);
             }
         }
-        if conn.session.output_drained(self.now, &self.config.limits) == Drained::ShutdownWrite {
+        if conn.session.output_drained(self.tick, &self.config.limits) == Drained::ShutdownWrite {
             conn.shutdown_write();
             if self.stopping.is_some() {
                 // Stopping: the close handshake is done; don't wait for the client's FIN.
@@ -638,7 +663,7 @@ impl Worker {
             {
                 let mut apply = self.apply_context(&mut unsettled);
                 while outbox
-                    .pop_with(|record| apply.record(AppIndex(a), &open, record))
+                    .pop_with(|record| apply.record(AppIndex(a as u16), &open, record))
                     .is_some()
                 {
                     handled = true;
@@ -693,4 +718,16 @@ fn refuse(mut stream: TcpStream) {
         out
     });
     let _ = stream.write(response);
+}
+#[cfg(test)]
+mod tests {
+    /// Idle memory per connection is mostly this struct (plus one 16-byte timer entry
+    /// and the kernel's socket): keep it from creeping up. (mio adds 16 bytes to a
+    /// socket in debug builds.)
+    #[test]
+    fn a_connection_stays_small() {
+        let size = std::mem::size_of::<super::Conn>();
+        let limit = if cfg!(debug_assertions) { 184 } else { 168 };
+        assert!(size <= limit, "Conn is {size} bytes");
+    }
 }

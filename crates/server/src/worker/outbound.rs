@@ -6,10 +6,9 @@ use super::events::{IdSource, ToApp};
 use super::inbox::AppInbox;
 use crate::records::{ClientId, Outbound, Targets};
 use ringsocket_proto::CloseCode;
-use ringsocket_session::{AppIndex, Frame, Limits, Sent};
+use ringsocket_session::{AppIndex, Frame, Limits, Sent, Tick};
 use rustc_hash::FxHashMap;
 use slab::Slab;
-use std::time::Instant;
 
 /// The bytes a worker's connections hold in buffers, and the most they may.
 #[derive(Debug)]
@@ -40,7 +39,7 @@ pub(crate) struct Apply<'a> {
     pub(crate) unsettled: &'a mut Vec<usize>,
     pub(crate) budget: &'a mut Budget,
     pub(crate) limits: &'a Limits,
-    pub(crate) now: Instant,
+    pub(crate) now: Tick,
 }
 
 impl Apply<'_> {
@@ -95,12 +94,13 @@ impl Apply<'_> {
 
     /// Queues `frame` to connection `key`, within its cap and the worker's budget.
     fn deliver(&mut self, key: usize, frame: &Frame<'_>) {
-        if self.budget.used + frame.len() > self.budget.max {
+        let conn = &mut self.conns[key];
+        let grows = !conn.session.fits_held(frame.len());
+        if grows && self.budget.used + frame.len() > self.budget.max {
             self.relieve(frame.len());
         }
         let conn = &mut self.conns[key];
-        let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app);
-        match conn.session.send(frame, self.now, self.limits, &mut events) {
+        match conn.session.send(frame, self.now, self.limits) {
             Sent::Queued => {
                 if !conn.dirty {
                     conn.dirty = true;
@@ -109,11 +109,17 @@ impl Apply<'_> {
             }
             Sent::Overflowed => {
                 log::debug!("client {} exceeded the outbound buffer cap", conn.id.0);
+                let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app);
+                conn.session
+                    .close_overflowed(self.now, self.limits, &mut events);
                 self.unsettled.push(key);
             }
             Sent::Dropped => {}
         }
-        self.budget.account(conn);
+        if grows {
+            // Only a growing buffer changes what the connection holds.
+            self.budget.account(conn);
+        }
     }
 
     /// Frees memory until `need` more bytes fit the budget: the connections holding
@@ -144,7 +150,7 @@ impl Apply<'_> {
             } else {
                 conn.session.abort(code, self.now, self.limits, &mut events);
             }
-            conn.pending = Vec::new();
+            conn.pending.release();
             self.budget.account(conn);
             self.unsettled.push(key);
             if self.conns[key].accounted >= held {

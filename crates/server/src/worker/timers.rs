@@ -4,12 +4,12 @@
 //! Entries left behind by connections that are gone, or whose deadline moved earlier,
 //! are dropped when the heap grows past twice the live ones.
 
+use ringsocket_session::Tick;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::time::Instant;
 
-/// An entry: when, and which connection (slab key and serial).
-type Entry = Reverse<(Instant, usize, u64)>;
+/// An entry (16 bytes): when, and which connection (slab key and serial).
+type Entry = Reverse<(Tick, u32, u32)>;
 
 /// The worker's deadlines.
 #[derive(Default)]
@@ -19,37 +19,36 @@ pub(crate) struct Timers {
 
 impl Timers {
     /// Adds a deadline for connection `key` (of `serial`).
-    pub(crate) fn push(&mut self, at: Instant, key: usize, serial: u64) {
-        self.heap.push(Reverse((at, key, serial)));
+    pub(crate) fn push(&mut self, at: Tick, key: usize, serial: u32) {
+        self.heap.push(Reverse((at, key as u32, serial)));
     }
 
     /// The earliest deadline.
-    pub(crate) fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Tick> {
         self.heap.peek().map(|Reverse((at, _, _))| *at)
     }
 
     /// Takes the earliest entry if it is due: (deadline, key, serial).
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, usize, u64)> {
+    pub(crate) fn pop_due(&mut self, now: Tick) -> Option<(Tick, usize, u32)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
+            Some(Reverse((at, _, _))) if *at <= now => self
+                .heap
+                .pop()
+                .map(|Reverse((at, key, serial))| (at, key as usize, serial)),
             _ => None,
         }
     }
 
     /// Drops stale entries once they outnumber the live ones: keeps only those for
     /// which `live(key, serial, at)` holds.
-    pub(crate) fn compact(
-        &mut self,
-        live_count: usize,
-        live: impl Fn(usize, u64, Instant) -> bool,
-    ) {
+    pub(crate) fn compact(&mut self, live_count: usize, live: impl Fn(usize, u32, Tick) -> bool) {
         if self.heap.len() <= 2 * live_count + 64 {
             return;
         }
         let entries = std::mem::take(&mut self.heap).into_vec();
         self.heap = entries
             .into_iter()
-            .filter(|Reverse((at, key, serial))| live(*key, *serial, *at))
+            .filter(|Reverse((at, key, serial))| live(*key as usize, *serial, *at))
             .collect();
         self.heap.shrink_to_fit();
     }
@@ -69,9 +68,9 @@ mod tests {
     #[test]
     fn stale_entries_are_bounded() {
         let mut t = Timers::default();
-        let now = Instant::now();
+        let now = Tick::ZERO;
         // Connections churn: each leaves an hour-long deadline behind.
-        for serial in 0..100_000u64 {
+        for serial in 0..100_000u32 {
             t.push(now + Duration::from_secs(3600), 0, serial);
             // Only the newest connection is live.
             t.compact(1, |_, s, _| s == serial);
