@@ -1,7 +1,10 @@
 //! The production launch: as root, the daemon drops to `ringsock` with no capabilities,
 //! serves a port below 1024, writes its PID file, outlives the shell that started it,
-//! logs to syslog, and stops cleanly on SIGTERM. Tests that need root say so and pass
-//! trivially only when not run as root (CI runs them as root).
+//! logs to syslog (or its log file), and stops cleanly on SIGTERM. Tests that need root
+//! are named `root_*` and ignored by a plain `cargo test`; `tests/run` runs them
+//! explicitly as root (and fails in CI when it is not root). Those that start a
+//! daemon (`root_daemon_*`) run one at a time (`.config/nextest.toml`): they share
+//! `/dev/log`.
 
 use ringsocket_tests::*;
 use serde_json::json;
@@ -74,11 +77,8 @@ fn wait_gone(pid: u32, within: Duration) -> bool {
 }
 
 #[test]
+#[ignore = "root only: tests/run runs it as root"]
 fn root_daemon_drops_privileges_serves_and_stops_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
     let (uid, gid) = ringsock_ids();
     let dir = TempDir::new();
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -190,11 +190,8 @@ fn root_daemon_drops_privileges_serves_and_stops_cleanly() {
 }
 
 #[test]
-fn second_instance_with_the_same_pid_file_is_refused() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+#[ignore = "root only: tests/run runs it as root"]
+fn root_daemon_second_instance_with_the_same_pid_file_is_refused() {
     ringsock_ids();
     let dir = TempDir::new();
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
@@ -233,11 +230,8 @@ fn second_instance_with_the_same_pid_file_is_refused() {
 }
 
 #[test]
+#[ignore = "root only: tests/run runs it as root"]
 fn root_user_is_refused_unless_allowed() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
     let dir = TempDir::new();
     let port = free_port();
     let config = json!({
@@ -253,6 +247,55 @@ fn root_user_is_refused_unless_allowed() {
     assert!(
         err.contains("user: 'root' is root") && err.contains("allow_root_apps"),
         "{err}"
+    );
+}
+
+#[test]
+#[ignore = "root only: tests/run runs it as root"]
+fn root_daemon_without_syslog_logs_to_its_log_file() {
+    if Path::new("/dev/log").exists() {
+        // A syslog daemon owns /dev/log here; CI machines have none.
+        assert!(std::env::var_os("CI").is_none(), "/dev/log exists in CI");
+        eprintln!("skipped: a syslog daemon runs on this machine");
+        return;
+    }
+    ringsock_ids();
+    let dir = TempDir::new();
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let port = free_port();
+    let pid_file = dir.0.join("run/rs.pid");
+    let log_file = dir.0.join("ringsocket.log");
+    let config = json!({
+        "ports": [{"port_number": port, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}],
+        "apps": [{"name": "echo", "app_path": readable_plugin(&dir, "echo"),
+                  "endpoints": [{"url": format!("ws://127.0.0.1:{port}/echo")}]}],
+        "pid_file": pid_file, "log_file": log_file, "log_level": "info",
+    });
+    let path = dir.0.join("log.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let out = run_binary(&["--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the daemon's pid.
+    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    assert!(wait_gone(pid, Duration::from_secs(15)));
+    let log = std::fs::read_to_string(&log_file).expect("the log file");
+    assert!(log.contains("cannot log to syslog"), "{log}");
+    assert!(log.contains("running as user ringsock"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    let (uid, _) = ringsock_ids();
+    let owner = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&log_file).unwrap());
+    assert_eq!(
+        owner, uid,
+        "the log file belongs to the run user (reopened on SIGHUP)"
     );
 }
 

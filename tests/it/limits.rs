@@ -332,3 +332,154 @@ fn out_of_file_descriptors_clients_get_503_and_the_listener_recovers() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A network namespace joined to this one by a veth pair, removed on drop.
+struct Namespace {
+    name: String,
+    host_if: String,
+    host_ip: String,
+    peer_ip: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("ip (iproute2) runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        let id = std::process::id() % 10_000;
+        let net = 1 + std::process::id() % 250;
+        let ns = Namespace {
+            name: format!("rs-peer-{id}"),
+            host_if: format!("rsh{id}"),
+            host_ip: format!("10.231.{net}.1"),
+            peer_ip: format!("10.231.{net}.2"),
+        };
+        let peer_if = format!("rsp{id}");
+        ip(&["netns", "add", &ns.name]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", &ns.name]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.host_ip),
+            "dev",
+            &ns.host_if,
+        ]);
+        ip(&["link", "set", &ns.host_if, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", &ns.name, "ip"];
+            all.extend_from_slice(args);
+            ip(&all);
+        };
+        inside(&[
+            "addr",
+            "add",
+            &format!("{}/30", ns.peer_ip),
+            "dev",
+            &peer_if,
+        ]);
+        inside(&["link", "set", &peer_if, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets it opens live there).
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap();
+            // SAFETY: setns(2) on a namespace fd, for this thread only (CLONE_NEWNET).
+            let joined =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
+            assert_eq!(joined, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Cuts the link: nothing more passes either way, and no FIN or RST is sent.
+    fn cut(&self) {
+        ip(&["link", "set", &self.host_if, "down"]);
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .output();
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+#[test]
+#[ignore = "root only (network namespaces): tests/run runs it as root"]
+fn root_a_peer_whose_link_is_cut_is_reaped_and_its_app_hears_1006() {
+    let ns = Namespace::new();
+    let s = Server::start(
+        json!([probe(json!({"log_close": true}))]),
+        json!({
+            "ports": [{"port_number": 0, "is_unencrypted": true,
+                       "ip_addrs": ["127.0.0.1", ns.host_ip]}],
+            "ping_interval": 1, "pong_timeout": 2, "worker_c": 1,
+        }),
+    );
+    let line = s
+        .log()
+        .lines()
+        .find(|l| l.contains(&format!("listening on {}:", ns.host_ip)))
+        .map(str::to_string)
+        .expect("the namespace-facing listener is logged");
+    let addr: std::net::SocketAddr = line
+        .rsplit("listening on ")
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut watcher = s.connect("/probe");
+    cmd_id(&mut watcher);
+    let notice = std::thread::spawn(move || loop {
+        match watcher.read().expect("a message") {
+            Message::Text(t) if t.starts_with("closed ") => return t.to_string(),
+            _ => {}
+        }
+    });
+    // A peer inside the namespace connects and learns its id.
+    let (peer, id) = ns.run(move || {
+        let mut st = TcpStream::connect(addr).unwrap();
+        st.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert!(raw_handshake(&mut st, "/probe", "").starts_with("HTTP/1.1 101"));
+        send_frame(&mut st, true, 1, b"id");
+        let id = String::from_utf8(read_frame(&mut st).2).unwrap();
+        (st, id)
+    });
+    // Its link goes dead: no FIN, no RST, nothing.
+    ns.cut();
+    let start = Instant::now();
+    assert_eq!(notice.join().unwrap(), format!("closed {id} 1006"));
+    let waited = start.elapsed();
+    assert!(waited < Duration::from_secs(10), "reaped after {waited:?}");
+    drop(peer);
+}

@@ -74,6 +74,7 @@ impl Reporter {
 }
 
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let args = Args::parse();
     if let Some(path) = args.check_config {
         return check_config(&path.unwrap_or(args.config));
@@ -210,6 +211,19 @@ fn main() -> ExitCode {
     }
     log::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Makes glibc serve every allocation of 128 KiB or more (large messages, big output
+/// buffers) with its own mapping, returned to the system when freed. By default the
+/// threshold rises as such blocks are freed, after which freed buffers stay in the
+/// heap: the process's memory would then follow the worst burst it ever saw rather
+/// than what it holds (see `max_buffered_bytes`).
+fn fixed_mmap_threshold() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 fn check_config(path: &Path) -> ExitCode {

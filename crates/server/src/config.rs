@@ -713,6 +713,10 @@ impl Config {
             inbound_ring: ring_size(self.inbound_ring_buf_size),
             outbound_ring: ring_size(self.outbound_ring_buf_size),
             max_app_message: self.max_ws_msg_size as usize,
+            // Large messages in flight through each ring: together at most a quarter
+            // of a worker's budget (but always one whole message).
+            large_in_flight: (budget / workers / (4 * self.apps.len()).max(1))
+                .max(self.max_ws_msg_size as usize),
         }
     }
 }
@@ -746,6 +750,10 @@ pub struct Plan {
     pub outbound_ring: usize,
     /// The largest message an app may send.
     pub max_app_message: usize,
+    /// Bytes of large messages (those that cross a ring as a pointer) each ring may
+    /// carry at a time; beyond it the producer waits (a worker stops reading that
+    /// app's clients, an app's send blocks).
+    pub large_in_flight: usize,
 }
 
 /// The smallest read buffer.

@@ -20,13 +20,13 @@ pub mod plugin;
 
 mod app;
 mod listener;
-mod records;
 mod tls;
 mod worker;
 
 use config::{Config, Plan};
 use plugin::{Plugin, PluginError};
 use records::{inbound_ring, outbound_ring};
+use ringsocket_records as records;
 use ringsocket_ring::SleepState;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -191,8 +191,8 @@ impl Prepared {
             let sleep = Arc::new(SleepState::new());
             let (mut inbound, mut outbound) = (Vec::new(), Vec::new());
             for w in 0..workers {
-                let (in_tx, in_rx) = inbound_ring(plan.inbound_ring);
-                let (out_tx, out_rx) = outbound_ring(plan.outbound_ring);
+                let (in_tx, in_rx) = inbound_ring(plan.inbound_ring, plan.large_in_flight);
+                let (out_tx, out_rx) = outbound_ring(plan.outbound_ring, plan.large_in_flight);
                 inbound.push(in_rx);
                 outbound.push(out_tx);
                 inboxes[w].push(worker::AppInbox::new(in_tx, sleep.clone()));

@@ -1,0 +1,940 @@
+//! The records the rings carry, as types: worker→app ([`Inbound`]) and app→worker
+//! ([`Outbound`]). Their byte layout is private to this module, which also owns the
+//! one place where a large message's buffer crosses a ring as a pointer
+//! ([`LargeMessage`]).
+//!
+//! The rings are wrapped ([`InboundTx`]/[`InboundRx`], [`OutboundTx`]/[`OutboundRx`]) so
+//! that a record is encoded and decoded only here, and each record is decoded exactly
+//! once — which is what makes taking back a large message's buffer sound.
+//!
+//! Layout (little-endian), after the ring's own record header:
+//! ```text
+//! inbound:  kind u8 | msg_kind u8 | large u8 | 0 u8 | arg u32 | client u64 | payload
+//! outbound: op u8   | msg_kind u8 | target u8 | large u8 | id_count u32 | ids u64… | payload
+//! ```
+//! A large payload is a [`LargeMessage`]'s 25-byte wire form instead of the bytes.
+
+use ringsocket_proto::{CloseCode, MessageKind};
+use ringsocket_ring::{Consumer, Full, Producer};
+use ringsocket_session::EndpointIndex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+/// A client, as apps and workers name it: the owning worker's index in the low 8 bits
+/// and that worker's connection sequence number above. Never 0, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u64);
+
+impl ClientId {
+    /// The id of worker `worker`'s `seq`-th connection (`seq` starts at 1).
+    pub fn new(worker: usize, seq: u64) -> ClientId {
+        ClientId((seq << 8) | worker as u64)
+    }
+
+    /// The worker that owns this client.
+    pub fn worker(self) -> usize {
+        (self.0 & 0xff) as usize
+    }
+}
+
+/// A message too large to copy into a ring: its heap buffer crosses instead, as a
+/// pointer. Worker→app it is the buffer the message was assembled in (moved, not
+/// copied); app→worker it is one buffer shared by every worker it goes to.
+#[derive(Debug, Clone)]
+pub struct LargeMessage(Large);
+
+#[derive(Debug, Clone)]
+enum Large {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+/// Bytes of a [`LargeMessage`] on the wire: tag, pointer, length, capacity.
+const LARGE_WIRE: usize = 25;
+
+impl LargeMessage {
+    /// Wraps a buffer that moves to the receiver.
+    pub fn owned(bytes: Vec<u8>) -> LargeMessage {
+        LargeMessage(Large::Owned(bytes))
+    }
+
+    /// Wraps one reference to a buffer shared by several receivers.
+    pub fn shared(bytes: Arc<[u8]>) -> LargeMessage {
+        LargeMessage(Large::Shared(bytes))
+    }
+
+    /// The heap bytes it holds (a moved buffer's capacity may exceed its length).
+    #[inline]
+    fn held(&self) -> usize {
+        match &self.0 {
+            Large::Owned(v) => v.capacity(),
+            Large::Shared(s) => s.len(),
+        }
+    }
+
+    /// The message's bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Large::Owned(v) => v,
+            Large::Shared(s) => s,
+        }
+    }
+
+    /// Its wire form, pointing at the buffer it owns. Once a record carrying the wire
+    /// form is published, [`LargeMessage::hand_over`] must give up ownership to it;
+    /// [`LargeMessage::from_wire`] takes it back on the other side.
+    #[inline]
+    fn write_wire(&self, out: &mut [u8]) {
+        let (tag, ptr, len, cap) = match &self.0 {
+            Large::Owned(v) => (0u8, v.as_ptr(), v.len(), v.capacity()),
+            Large::Shared(s) => (1u8, Arc::as_ptr(s) as *const u8, s.len(), 0),
+        };
+        let out = &mut out[..LARGE_WIRE];
+        out[0] = tag;
+        // SAFETY: bytes 1..9 of `out` (25 bytes, sliced above) hold a pointer, written as
+        // a pointer (not as an integer, and straight into the ring's bytes rather than
+        // through a byte array) so that it keeps its provenance.
+        unsafe {
+            out.as_mut_ptr()
+                .add(1)
+                .cast::<*const u8>()
+                .write_unaligned(ptr)
+        };
+        out[9..17].copy_from_slice(&(len as u64).to_le_bytes());
+        out[17..25].copy_from_slice(&(cap as u64).to_le_bytes());
+    }
+
+    /// Gives up ownership to the published record that carries [`LargeMessage::write_wire`]:
+    /// the buffer is neither freed nor its reference count dropped here.
+    #[inline]
+    fn hand_over(self) {
+        match self.0 {
+            Large::Owned(v) => std::mem::forget(v),
+            Large::Shared(s) => {
+                let _ = Arc::into_raw(s);
+            }
+        }
+    }
+
+    /// Takes back what [`LargeMessage::hand_over`] gave up.
+    ///
+    /// # Safety
+    /// `wire` must be the [`LargeMessage::write_wire`] of a message handed over to the record
+    /// it comes from, and taken back at most once.
+    unsafe fn from_wire(wire: &[u8]) -> LargeMessage {
+        assert!(wire.len() >= LARGE_WIRE);
+        // SAFETY: `wire` has 25 bytes (checked), of which 1..9 hold the pointer `wire()`
+        // wrote.
+        let ptr = unsafe { wire.as_ptr().add(1).cast::<*mut u8>().read_unaligned() };
+        let (len, cap) = (
+            read_u64(&wire[9..17]) as usize,
+            read_u64(&wire[17..25]) as usize,
+        );
+        if wire[0] == 0 {
+            // SAFETY: per the contract these are the parts of a Vec<u8> from the global
+            // allocator that hand_over forgot, and we take ownership exactly once.
+            LargeMessage::owned(unsafe { Vec::from_raw_parts(ptr, len, cap) })
+        } else {
+            let raw = std::ptr::slice_from_raw_parts(ptr.cast_const(), len);
+            // SAFETY: per the contract this is one reference Arc::into_raw gave up.
+            LargeMessage::shared(unsafe { Arc::from_raw(raw) })
+        }
+    }
+}
+
+/// A message's bytes in a record: inline, or a [`LargeMessage`].
+#[derive(Debug)]
+pub enum Payload<'a> {
+    /// Copied into (or read in place from) the ring.
+    Inline(&'a [u8]),
+    /// Crossing as a pointer.
+    Large(LargeMessage),
+}
+
+impl Payload<'_> {
+    /// The bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Payload::Inline(b) => b,
+            Payload::Large(l) => l.bytes(),
+        }
+    }
+
+    #[inline]
+    fn wire_len(&self) -> usize {
+        match self {
+            Payload::Inline(b) => b.len(),
+            Payload::Large(_) => LARGE_WIRE,
+        }
+    }
+
+    /// Writes the payload's wire form into `out` (exactly `wire_len` bytes).
+    #[inline]
+    fn write(&self, out: &mut [u8]) {
+        match self {
+            Payload::Inline(b) => out.copy_from_slice(b),
+            Payload::Large(l) => l.write_wire(out),
+        }
+    }
+
+    /// Gives a large payload's buffer up to the published record carrying it.
+    #[inline]
+    fn hand_over(self) {
+        if let Payload::Large(l) = self {
+            l.hand_over();
+        }
+    }
+
+    /// # Safety
+    /// For a large payload, `wire` must be a record's payload decoded for the first and
+    /// only time.
+    #[inline]
+    unsafe fn read(large: bool, wire: &[u8]) -> Payload<'_> {
+        if large {
+            // SAFETY: forwarded contract.
+            Payload::Large(unsafe { LargeMessage::from_wire(wire) })
+        } else {
+            Payload::Inline(wire)
+        }
+    }
+
+    /// Whether the payload is a large one.
+    #[inline]
+    fn is_large(&self) -> bool {
+        matches!(self, Payload::Large(_))
+    }
+}
+
+/// The size above which a payload crosses a ring of `max_record_len` as a
+/// [`LargeMessage`]: a quarter of the largest record, and at most 64 KiB (copying more
+/// than that costs more than an allocation).
+#[inline]
+pub fn inline_max(max_record_len: usize) -> usize {
+    (max_record_len / 4).min(64 * 1024)
+}
+
+/// A worker→app record.
+#[derive(Debug)]
+pub enum Inbound<'a> {
+    /// A client completed the upgrade.
+    Open {
+        /// The client.
+        client: ClientId,
+        /// Which of the app's endpoints.
+        endpoint: EndpointIndex,
+        /// The selected subprotocol's index in the endpoint's list, if any.
+        protocol: Option<u16>,
+    },
+    /// A complete message.
+    Message {
+        /// The sender.
+        client: ClientId,
+        /// Text or binary.
+        kind: MessageKind,
+        /// The bytes.
+        payload: Payload<'a>,
+    },
+    /// The client is gone, with this close code.
+    Close {
+        /// The client.
+        client: ClientId,
+        /// Its code (1005: none; 1006: lost).
+        code: CloseCode,
+    },
+}
+
+const IN_OPEN: u8 = 1;
+const IN_MESSAGE: u8 = 2;
+const IN_CLOSE: u8 = 3;
+const IN_HEADER: usize = 16;
+
+impl Inbound<'_> {
+    /// The record as it will own its bytes (a borrowed payload is copied), for keeping
+    /// in a backlog.
+    pub fn into_owned(self) -> Inbound<'static> {
+        match self {
+            Inbound::Open {
+                client,
+                endpoint,
+                protocol,
+            } => Inbound::Open {
+                client,
+                endpoint,
+                protocol,
+            },
+            Inbound::Message {
+                client,
+                kind,
+                payload,
+            } => Inbound::Message {
+                client,
+                kind,
+                payload: Payload::Large(match payload {
+                    Payload::Inline(b) => LargeMessage::owned(b.to_vec()),
+                    Payload::Large(l) => l,
+                }),
+            },
+            Inbound::Close { client, code } => Inbound::Close { client, code },
+        }
+    }
+
+    #[inline]
+    fn encode(&self, out: &mut [u8]) {
+        let (kind, msg_kind, arg, client, payload) = match self {
+            Inbound::Open {
+                client,
+                endpoint,
+                protocol,
+            } => {
+                let protocol = protocol.map_or(0, |p| u32::from(p) + 1);
+                let arg = u32::from(endpoint.0) | protocol << 16;
+                (IN_OPEN, 0, arg, *client, None)
+            }
+            Inbound::Message {
+                client,
+                kind,
+                payload,
+            } => (IN_MESSAGE, *kind as u8, 0, *client, Some(payload)),
+            Inbound::Close { client, code } => (IN_CLOSE, 0, u32::from(code.0), *client, None),
+        };
+        out[0] = kind;
+        out[1] = msg_kind;
+        out[2] = u8::from(payload.is_some_and(|p| p.is_large()));
+        out[3] = 0;
+        out[4..8].copy_from_slice(&arg.to_le_bytes());
+        out[8..16].copy_from_slice(&client.0.to_le_bytes());
+        if let Some(payload) = payload {
+            payload.write(&mut out[IN_HEADER..]);
+        }
+    }
+
+    /// Gives a large payload up to the published record carrying it.
+    #[inline]
+    fn hand_over(self) {
+        if let Inbound::Message { payload, .. } = self {
+            payload.hand_over();
+        }
+    }
+
+    /// Heap bytes of a large payload (0 for none).
+    #[inline]
+    fn large_len(&self) -> usize {
+        match self {
+            Inbound::Message {
+                payload: Payload::Large(l),
+                ..
+            } => l.held(),
+            _ => 0,
+        }
+    }
+
+    #[inline]
+    fn wire_len(&self) -> usize {
+        IN_HEADER
+            + match self {
+                Inbound::Message { payload, .. } => payload.wire_len(),
+                _ => 0,
+            }
+    }
+
+    /// # Safety
+    /// `rec` is a record [`Inbound::encode`] wrote, decoded for the first time.
+    #[inline]
+    unsafe fn decode(rec: &[u8]) -> Inbound<'_> {
+        let arg = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes"));
+        let client = ClientId(read_u64(&rec[8..16]));
+        match rec[0] {
+            IN_OPEN => Inbound::Open {
+                client,
+                endpoint: EndpointIndex(arg as u16),
+                protocol: (arg >> 16).checked_sub(1).map(|p| p as u16),
+            },
+            IN_MESSAGE => Inbound::Message {
+                client,
+                kind: message_kind(rec[1]),
+                // SAFETY: forwarded contract.
+                payload: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER..]) },
+            },
+            _ => Inbound::Close {
+                client,
+                code: CloseCode(arg as u16),
+            },
+        }
+    }
+}
+
+fn message_kind(bits: u8) -> MessageKind {
+    if bits == MessageKind::Text as u8 {
+        MessageKind::Text
+    } else {
+        MessageKind::Binary
+    }
+}
+
+/// A list of client ids in a record (sorted, for `contains`).
+#[derive(Debug, Clone, Copy)]
+pub enum IdList<'a> {
+    /// Ids given by the app (sorted and deduplicated by it).
+    Ids(&'a [u64]),
+    /// Ids as read from a record.
+    Wire(&'a [u8]),
+}
+
+impl<'a> IdList<'a> {
+    /// How many ids.
+    #[inline]
+    pub fn len(&self) -> usize {
+        match self {
+            IdList::Ids(ids) => ids.len(),
+            IdList::Wire(b) => b.len() / 8,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> u64 {
+        match self {
+            IdList::Ids(ids) => ids[i],
+            IdList::Wire(b) => read_u64(&b[i * 8..i * 8 + 8]),
+        }
+    }
+
+    /// The ids, in order.
+    #[inline]
+    pub fn iter(self) -> impl Iterator<Item = ClientId> + 'a {
+        (0..self.len()).map(move |i| ClientId(self.get(i)))
+    }
+
+    /// Whether `id` is listed (binary search: the list is sorted).
+    #[inline]
+    pub fn contains(&self, id: ClientId) -> bool {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.get(mid).cmp(&id.0) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        false
+    }
+}
+
+/// Who an outbound message goes to (among the app's clients on the receiving worker).
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// Exactly these.
+    List(IdList<'a>),
+    /// Every client of the app except these.
+    AllExcept(IdList<'a>),
+}
+
+/// An app→worker record.
+#[derive(Debug)]
+pub enum Outbound<'a> {
+    /// Send one message to some clients.
+    Send {
+        /// Text or binary.
+        kind: MessageKind,
+        /// The recipients.
+        to: Targets<'a>,
+        /// The bytes.
+        payload: Payload<'a>,
+    },
+    /// Close a client with this close-frame payload (code and reason).
+    Close {
+        /// The client.
+        client: ClientId,
+        /// The close frame's payload.
+        frame_payload: &'a [u8],
+    },
+    /// The app has handled the client's [`Inbound::Close`]: everything it will ever send
+    /// the client is already in the ring, so the worker may send the close frame.
+    Closed {
+        /// The client.
+        client: ClientId,
+    },
+}
+
+const OUT_SEND_LIST: u8 = 1;
+const OUT_SEND_ALL_EXCEPT: u8 = 2;
+const OUT_CLOSE: u8 = 3;
+const OUT_CLOSED: u8 = 4;
+const OUT_HEADER: usize = 8;
+
+impl Outbound<'_> {
+    /// The record's length in the ring.
+    pub fn wire_len(&self) -> usize {
+        OUT_HEADER
+            + match self {
+                Outbound::Send { to, payload, .. } => {
+                    let (Targets::List(ids) | Targets::AllExcept(ids)) = to;
+                    8 * ids.len() + payload.wire_len()
+                }
+                Outbound::Close { frame_payload, .. } => 8 + frame_payload.len(),
+                Outbound::Closed { .. } => 8,
+            }
+    }
+
+    #[inline]
+    fn encode(&self, out: &mut [u8]) {
+        let client_list;
+        let inline;
+        let (op, msg_kind, ids, payload) = match self {
+            Outbound::Send { kind, to, payload } => {
+                let (op, ids) = match to {
+                    Targets::List(ids) => (OUT_SEND_LIST, *ids),
+                    Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, *ids),
+                };
+                (op, *kind as u8, ids, payload)
+            }
+            Outbound::Close {
+                client,
+                frame_payload,
+            } => {
+                client_list = [client.0];
+                inline = Payload::Inline(frame_payload);
+                (OUT_CLOSE, 0, IdList::Ids(&client_list), &inline)
+            }
+            Outbound::Closed { client } => {
+                client_list = [client.0];
+                inline = Payload::Inline(&[]);
+                (OUT_CLOSED, 0, IdList::Ids(&client_list), &inline)
+            }
+        };
+        out[0] = op;
+        out[1] = msg_kind;
+        out[2] = 0;
+        out[3] = u8::from(payload.is_large());
+        out[4..8].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+        let at = OUT_HEADER + 8 * ids.len();
+        match ids {
+            IdList::Ids(list) => {
+                for (slot, id) in out[OUT_HEADER..at].chunks_exact_mut(8).zip(list) {
+                    slot.copy_from_slice(&id.to_le_bytes());
+                }
+            }
+            IdList::Wire(bytes) => out[OUT_HEADER..at].copy_from_slice(bytes),
+        }
+        payload.write(&mut out[at..]);
+    }
+
+    /// Gives a large payload up to the published record carrying it.
+    #[inline]
+    fn hand_over(self) {
+        if let Outbound::Send { payload, .. } = self {
+            payload.hand_over();
+        }
+    }
+
+    /// Bytes of a large payload (0 for none).
+    #[inline]
+    fn large_len(&self) -> usize {
+        match self {
+            Outbound::Send {
+                payload: Payload::Large(l),
+                ..
+            } => l.held(),
+            _ => 0,
+        }
+    }
+
+    /// # Safety
+    /// `rec` is a record [`Outbound::encode`] wrote, decoded for the first time.
+    #[inline]
+    unsafe fn decode(rec: &[u8]) -> Outbound<'_> {
+        let count = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes")) as usize;
+        let (ids, payload) = rec[OUT_HEADER..].split_at(8 * count);
+        let ids = IdList::Wire(ids);
+        let first = || ids.iter().next().unwrap_or(ClientId(0));
+        match rec[0] {
+            OUT_CLOSE => Outbound::Close {
+                client: first(),
+                frame_payload: payload,
+            },
+            OUT_CLOSED => Outbound::Closed { client: first() },
+            op => Outbound::Send {
+                kind: message_kind(rec[1]),
+                to: if op == OUT_SEND_LIST {
+                    Targets::List(ids)
+                } else {
+                    Targets::AllExcept(ids)
+                },
+                // SAFETY: forwarded contract.
+                payload: unsafe { Payload::read(rec[3] != 0, payload) },
+            },
+        }
+    }
+}
+
+fn read_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
+}
+
+/// Bytes of [`LargeMessage`]s published into a ring and not yet handled by its
+/// consumer. A ring's records are bounded in bytes, but a large message's record is a
+/// 25-byte pointer: without this gauge a ring of 1 MiB could hold gigabytes of
+/// messages. The producer counts a large payload when it publishes it; the consumer
+/// discounts it once the record is handled (and the message freed or copied).
+#[derive(Debug)]
+struct LargeGauge {
+    bytes: AtomicUsize,
+    /// A large payload is refused (as if the ring were full) while this many bytes
+    /// are in flight; one is always let through when none are.
+    limit: usize,
+}
+
+// Relaxed throughout: the gauge is flow control. The bytes themselves are published
+// and taken back through the ring, whose own orderings cover them.
+impl LargeGauge {
+    fn admits(&self, len: usize) -> bool {
+        let in_flight = self.bytes.load(Relaxed);
+        in_flight == 0 || in_flight + len <= self.limit
+    }
+
+    fn add(&self, len: usize) {
+        self.bytes.fetch_add(len, Relaxed);
+    }
+
+    fn sub(&self, len: usize) {
+        self.bytes.fetch_sub(len, Relaxed);
+    }
+}
+
+/// The worker's end of an app's inbound ring.
+pub struct InboundTx(Producer, Arc<LargeGauge>);
+/// The app's end of a worker's inbound ring.
+pub struct InboundRx(Consumer, Arc<LargeGauge>);
+/// The app's end of a worker's outbound ring.
+pub struct OutboundTx(Producer, Arc<LargeGauge>);
+/// The worker's end of an app's outbound ring.
+pub struct OutboundRx(Consumer, Arc<LargeGauge>);
+
+/// A worker→app ring of `capacity` bytes, carrying at most `large_limit` bytes of
+/// large messages at a time.
+pub fn inbound_ring(capacity: usize, large_limit: usize) -> (InboundTx, InboundRx) {
+    let (p, c) = ringsocket_ring::channel(capacity);
+    let gauge = Arc::new(LargeGauge {
+        bytes: AtomicUsize::new(0),
+        limit: large_limit,
+    });
+    (InboundTx(p, gauge.clone()), InboundRx(c, gauge))
+}
+
+/// An app→worker ring of `capacity` bytes, carrying at most `large_limit` bytes of
+/// large messages at a time.
+pub fn outbound_ring(capacity: usize, large_limit: usize) -> (OutboundTx, OutboundRx) {
+    let (p, c) = ringsocket_ring::channel(capacity);
+    let gauge = Arc::new(LargeGauge {
+        bytes: AtomicUsize::new(0),
+        limit: large_limit,
+    });
+    (OutboundTx(p, gauge.clone()), OutboundRx(c, gauge))
+}
+
+macro_rules! producer_common {
+    ($tx:ident, $rec:ident) => {
+        impl $tx {
+            /// Publishes `rec` if there is room; gives it back otherwise.
+            ///
+            /// # Errors
+            /// The record, when the ring is full right now.
+            #[inline]
+            pub fn try_push<'a>(&mut self, rec: $rec<'a>) -> Result<(), $rec<'a>> {
+                let large = rec.large_len();
+                if large > 0 {
+                    if !self.1.admits(large) {
+                        return Err(rec);
+                    }
+                    // Counted before it is published, so the consumer's discount never
+                    // comes first.
+                    self.1.add(large);
+                }
+                let len = rec.wire_len();
+                match self.0.try_push_with(len, |buf| rec.encode(buf)) {
+                    Ok(()) => {
+                        // The published record owns a large payload's buffer now.
+                        rec.hand_over();
+                        Ok(())
+                    }
+                    Err(Full) => {
+                        self.1.sub(large);
+                        Err(rec)
+                    }
+                }
+            }
+
+            /// Payloads above this size must cross as [`LargeMessage`]s.
+            #[inline]
+            pub fn inline_max(&self) -> usize {
+                inline_max(self.0.max_record_len())
+            }
+
+            /// Asks the consumer to say when it frees room (see the ring's docs).
+            pub fn set_waiting(&self) {
+                self.0.set_waiting();
+            }
+        }
+    };
+}
+
+macro_rules! consumer_common {
+    ($rx:ident, $rec:ident) => {
+        impl $rx {
+            /// Hands the oldest record to `read`, if there is one.
+            #[inline]
+            pub fn pop_with<R>(&mut self, read: impl FnOnce($rec<'_>) -> R) -> Option<R> {
+                let gauge = &self.1;
+                self.0.pop_with(|bytes| {
+                    // SAFETY: the producer wrote `bytes` with `encode`, and the ring hands
+                    // each record to exactly one `pop_with`, so this is its only decode.
+                    let rec = unsafe { $rec::decode(bytes) };
+                    let large = rec.large_len();
+                    let result = read(rec);
+                    if large > 0 {
+                        // Handled: the message was freed or copied by `read`.
+                        gauge.sub(large);
+                    }
+                    result
+                })
+            }
+
+            /// Whether no record is waiting.
+            pub fn is_empty(&mut self) -> bool {
+                self.0.is_empty()
+            }
+
+            /// Whether the producer waits for room (and clears that flag).
+            pub fn take_producer_waiting(&self) -> bool {
+                self.0.take_producer_waiting()
+            }
+        }
+    };
+}
+
+impl OutboundTx {
+    /// The largest record the ring takes.
+    pub fn max_record_len(&self) -> usize {
+        self.0.max_record_len()
+    }
+}
+
+producer_common!(InboundTx, Inbound);
+producer_common!(OutboundTx, Outbound);
+consumer_common!(InboundRx, Inbound);
+consumer_common!(OutboundRx, Outbound);
+
+// A consumer that goes away takes back the large messages still in its ring, so that
+// their buffers are freed (records are dropped unhandled).
+impl Drop for InboundRx {
+    fn drop(&mut self) {
+        while self.pop_with(|record| drop(record)).is_some() {}
+    }
+}
+
+impl Drop for OutboundRx {
+    fn drop(&mut self) {
+        while self.pop_with(|record| drop(record)).is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_round_trips() {
+        let (mut tx, mut rx) = inbound_ring(4096, usize::MAX);
+        let a = ClientId::new(3, 99);
+        tx.try_push(Inbound::Open {
+            client: a,
+            endpoint: EndpointIndex(7),
+            protocol: Some(2),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Message {
+            client: a,
+            kind: MessageKind::Text,
+            payload: Payload::Inline(b"hi"),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Message {
+            client: a,
+            kind: MessageKind::Binary,
+            payload: Payload::Large(LargeMessage::owned(vec![5; 100_000])),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Close {
+            client: a,
+            code: CloseCode::ABNORMAL,
+        })
+        .unwrap();
+        rx.pop_with(|r| {
+            assert!(matches!(
+                r,
+                Inbound::Open { client, endpoint: EndpointIndex(7), protocol: Some(2) } if client == a
+            ))
+        });
+        rx.pop_with(|r| match r {
+            Inbound::Message {
+                client,
+                kind: MessageKind::Text,
+                payload,
+            } => {
+                assert_eq!((client, payload.bytes()), (a, &b"hi"[..]))
+            }
+            other => panic!("{other:?}"),
+        });
+        rx.pop_with(|r| match r {
+            Inbound::Message {
+                kind: MessageKind::Binary,
+                payload: Payload::Large(l),
+                ..
+            } => {
+                assert_eq!(l.bytes().len(), 100_000);
+                assert!(l.bytes().iter().all(|&b| b == 5));
+            }
+            _ => panic!("expected the large message"),
+        });
+        rx.pop_with(|r| {
+            assert!(matches!(
+                r,
+                Inbound::Close {
+                    code: CloseCode::ABNORMAL,
+                    ..
+                }
+            ))
+        });
+        assert!(rx.is_empty());
+        assert_eq!(a.worker(), 3);
+    }
+
+    #[test]
+    fn the_large_message_gauge_holds_back_and_lets_one_through() {
+        let (mut tx, mut rx) = inbound_ring(4096, 1000);
+        let big = |n: usize| Inbound::Message {
+            client: ClientId(1),
+            kind: MessageKind::Binary,
+            payload: Payload::Large(LargeMessage::owned(vec![0; n])),
+        };
+        // One message larger than the limit goes through when none is in flight...
+        assert!(tx.try_push(big(5000)).is_ok());
+        // ...but then nothing large until it is handled.
+        assert!(tx.try_push(big(10)).is_err());
+        assert!(rx.pop_with(|_| ()).is_some());
+        assert!(tx.try_push(big(600)).is_ok());
+        assert!(tx.try_push(big(400)).is_ok());
+        assert!(tx.try_push(big(1)).is_err(), "1000 bytes in flight");
+        // Small messages are not held back.
+        assert!(tx
+            .try_push(Inbound::Message {
+                client: ClientId(1),
+                kind: MessageKind::Text,
+                payload: Payload::Inline(b"x"),
+            })
+            .is_ok());
+    }
+
+    #[test]
+    fn large_messages_move_and_share() {
+        let (mut tx, mut rx) = outbound_ring(4096, usize::MAX);
+        let shared: Arc<[u8]> = Arc::from(&b"abc"[..]);
+        for _ in 0..2 {
+            tx.try_push(Outbound::Send {
+                kind: MessageKind::Binary,
+                to: Targets::AllExcept(IdList::Ids(&[])),
+                payload: Payload::Large(LargeMessage::shared(shared.clone())),
+            })
+            .unwrap();
+        }
+        while rx
+            .pop_with(|r| match r {
+                Outbound::Send { payload, .. } => assert_eq!(payload.bytes(), b"abc"),
+                other => panic!("{other:?}"),
+            })
+            .is_some()
+        {}
+        // Every reference the records carried was taken back and dropped.
+        assert_eq!(Arc::strong_count(&shared), 1);
+    }
+
+    #[test]
+    fn outbound_round_trips_and_lookup() {
+        let (mut tx, mut rx) = outbound_ring(4096, usize::MAX);
+        let ids = [3u64, 9, 270, 1 << 40];
+        tx.try_push(Outbound::Send {
+            kind: MessageKind::Text,
+            to: Targets::AllExcept(IdList::Ids(&ids)),
+            payload: Payload::Inline(b"hello"),
+        })
+        .unwrap();
+        tx.try_push(Outbound::Close {
+            client: ClientId(270),
+            frame_payload: b"\x03\xe8bye",
+        })
+        .unwrap();
+        tx.try_push(Outbound::Closed {
+            client: ClientId(9),
+        })
+        .unwrap();
+        rx.pop_with(|r| {
+            let Outbound::Send {
+                kind,
+                to: Targets::AllExcept(list),
+                payload,
+            } = r
+            else {
+                panic!("{r:?}")
+            };
+            assert_eq!((kind, payload.bytes()), (MessageKind::Text, &b"hello"[..]));
+            assert_eq!(list.iter().map(|c| c.0).collect::<Vec<_>>(), ids);
+            for id in ids {
+                assert!(list.contains(ClientId(id)));
+            }
+            for id in [0, 4, 271, u64::MAX] {
+                assert!(!list.contains(ClientId(id)));
+            }
+        });
+        rx.pop_with(|r| {
+            assert!(matches!(
+                r,
+                Outbound::Close {
+                    client: ClientId(270),
+                    frame_payload: b"\x03\xe8bye"
+                }
+            ))
+        });
+        rx.pop_with(|r| {
+            assert!(matches!(
+                r,
+                Outbound::Closed {
+                    client: ClientId(9)
+                }
+            ))
+        });
+    }
+
+    #[test]
+    fn a_full_ring_gives_the_record_back() {
+        let (mut tx, _rx) = outbound_ring(64, usize::MAX);
+        let big = [0u8; 4];
+        let mut refused = None;
+        for _ in 0..10 {
+            if let Err(r) = tx.try_push(Outbound::Close {
+                client: ClientId(1),
+                frame_payload: &big,
+            }) {
+                refused = Some(r);
+                break;
+            }
+        }
+        assert!(matches!(refused, Some(Outbound::Close { .. })));
+    }
+}
