@@ -185,6 +185,11 @@ pub struct Session {
     last_data: Tick,
     /// The output holds only the 101 response: release its memory once it is written.
     release_when_drained: bool,
+    /// Since the output last drained, only control frames (pings, pongs) were queued:
+    /// then the drained buffer is released, so that a connection that only exchanges
+    /// pings holds no buffer between them, while one that carries messages keeps its
+    /// buffer rather than allocating one per message.
+    control_only: bool,
 }
 
 impl Session {
@@ -200,6 +205,7 @@ impl Session {
             last_input: now,
             last_data: now,
             release_when_drained: false,
+            control_only: false,
         }
     }
 
@@ -274,7 +280,8 @@ impl Session {
     /// Call once [`Session::output`] is empty and written out completely.
     #[inline]
     pub fn output_drained(&mut self, now: Tick, limits: &Limits) -> Drained {
-        if std::mem::take(&mut self.release_when_drained) {
+        let control_only = std::mem::take(&mut self.control_only);
+        if std::mem::take(&mut self.release_when_drained) || control_only {
             self.out.release();
         }
         if self.phase == Phase::Flushing {
@@ -362,10 +369,12 @@ impl Session {
         if let Some(interval) = limits.ping_interval {
             if self.deadline.is_none() && self.last_input + interval <= now {
                 let frame = Frame::new(Opcode::Ping, &[]);
+                let idle_output = self.out.is_empty();
                 if self.out.push(frame.parts(), limits.out_cap).is_err() {
                     self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
                     return;
                 }
+                self.control_only |= idle_output;
                 self.deadline = Some(now + limits.pong_timeout);
             }
         }
@@ -384,6 +393,7 @@ impl Session {
         match self.out.push(frame.parts(), limits.out_cap) {
             Ok(()) => {
                 self.last_data = now;
+                self.control_only = false;
                 Sent::Queued
             }
             Err(Overflow) if self.phase == Phase::Open => Sent::Overflowed,
@@ -599,10 +609,12 @@ impl Session {
                     // A client that pings without reading the pongs gets the same cap
                     // as app messages.
                     let pong = Frame::new(Opcode::Pong, payload);
+                    let idle_output = self.out.is_empty();
                     if self.out.push(pong.parts(), limits.out_cap).is_err() {
                         self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
                         return buf.len();
                     }
+                    self.control_only |= idle_output;
                 }
                 Event::Pong(_) => {}
                 Event::Close(close) => {

@@ -388,6 +388,11 @@ fn pong_keeps_the_connection() {
     assert_eq!(h.run_to_deadline(), Duration::from_secs(30));
     assert_eq!(frames(&h.take_written()), [(0x9, vec![])]);
     assert!(h.app.seen.is_empty());
+    // A connection that only exchanges pings holds no buffer between them...
+    assert_eq!(h.session.held(), 0);
+    // ...while one that carries messages keeps its (small) buffer.
+    assert_eq!(h.send(b"data"), Sent::Queued);
+    assert!(h.session.held() > 0);
 }
 
 #[test]

@@ -83,6 +83,8 @@ struct Worker {
     dirty: Vec<usize>,
     /// Connections to settle once the ring being drained is released.
     unsettled: Vec<usize>,
+    /// Connections to read before the next poll (readiness that no new edge reports).
+    to_read: Vec<usize>,
     timers: Timers,
     ids: IdSource,
     next_serial: u32,
@@ -142,6 +144,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         rbuf: vec![0; plan.read_buf].into_boxed_slice(),
         dirty: Vec::new(),
         unsettled: Vec::new(),
+        to_read: Vec::new(),
         timers: Timers::default(),
         ids: IdSource {
             worker: setup.index,
@@ -178,6 +181,9 @@ impl Worker {
             self.drain_backlogs();
             self.expire();
             self.flush_dirty();
+            while let Some(key) = self.to_read.pop() {
+                self.read(key);
+            }
             if self.stop.load(Ordering::Acquire) && self.stop_step() {
                 return;
             }
@@ -646,9 +652,11 @@ impl Worker {
                 // Stopping: the close handshake is done; don't wait for the client's FIN.
                 return self.remove(key);
             }
-            // Whatever the client still sends is read and dropped; EOF removes it.
+            // Whatever the client still sends is read and dropped; EOF removes it. Its
+            // FIN may have arrived while flushing (input is not read then), so read
+            // once without waiting for a new edge.
             self.settle(key);
-            return self.read(key);
+            return self.to_read.push(key);
         }
         self.settle(key);
     }
