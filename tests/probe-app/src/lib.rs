@@ -10,7 +10,7 @@
 //! | `close CODE` | closes the sender with CODE and reason "bye" |
 //! | `closesend` | closes the sender with 4001, then tries to send it a message |
 //! | `burst N SIZE` | sends the sender N binary messages of SIZE bytes, each starting with its index (u32 LE) |
-//! | `timer MS` | after MS milliseconds, sends "tick" to every client |
+//! | `timer MS` | after MS milliseconds, sends "tick N" to every client (N counts the timer callbacks) |
 //! | `panic` / `error` | panics / returns an error (the client gets 1011) |
 //! | `badsend` | tries a close code an app may not use and replies with the result |
 //!
@@ -26,6 +26,8 @@ pub struct Probe {
     read_delay: Duration,
     log_close: bool,
     log_open: bool,
+    /// Timer callbacks so far.
+    ticks: u32,
 }
 
 fn ids(list: &str) -> Vec<ClientId> {
@@ -45,6 +47,7 @@ impl App for Probe {
             read_delay: Duration::from_micros(v["read_delay_us"].as_u64().unwrap_or(0)),
             log_close: v["log_close"].as_bool().unwrap_or(false),
             log_open: v["log_open"].as_bool().unwrap_or(false),
+            ticks: 0,
         })
     }
 
@@ -123,7 +126,8 @@ impl App for Probe {
     }
 
     fn timer(&mut self, ctx: &mut Context<'_>) {
-        let _ = ctx.broadcast(Message::Text("tick"));
+        self.ticks += 1;
+        let _ = ctx.broadcast(Message::Text(&format!("tick {}", self.ticks)));
     }
 }
 
