@@ -207,8 +207,9 @@ fn root_daemon_second_instance_with_the_same_pid_file_is_refused() {
         std::fs::write(&path, config.to_string()).unwrap();
         path.display().to_string()
     };
-    let first = make(free_port(), "a.json");
-    let second = make(free_port(), "b.json");
+    // Port 0: the refusal is about the PID file, whatever the ports.
+    let first = make(0, "a.json");
+    let second = make(0, "b.json");
     let out = run_binary(&["--config", &first]);
     assert!(
         out.status.success(),
@@ -233,7 +234,7 @@ fn root_daemon_second_instance_with_the_same_pid_file_is_refused() {
 #[ignore = "root only: tests/run runs it as root"]
 fn root_user_is_refused_unless_allowed() {
     let dir = TempDir::new();
-    let port = free_port();
+    let port = 0; // refused before anything is bound
     let config = json!({
         "ports": [{"port_number": port, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}],
         "apps": [{"name": "echo", "app_path": plugin("echo"), "endpoints": [{"url": format!("ws://127.0.0.1:{port}/echo")}]}],
@@ -262,7 +263,7 @@ fn root_daemon_without_syslog_logs_to_its_log_file() {
     ringsock_ids();
     let dir = TempDir::new();
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let port = free_port();
+    let port = 0; // nothing connects: the test reads the log file
     let pid_file = dir.0.join("run/rs.pid");
     let log_file = dir.0.join("ringsocket.log");
     let config = json!({
