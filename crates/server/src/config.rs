@@ -439,6 +439,15 @@ impl Config {
 
     /// Checks every key and derives the [`Plan`] from them.
     fn validate(&self) -> Result<Plan, (String, String)> {
+        self.validate_root_keys()?;
+        let port_encryption = self.validate_ports()?;
+        self.validate_certs()?;
+        let routes = self.validate_apps(&port_encryption)?;
+        Ok(self.derive_plan(routes))
+    }
+
+    /// The root keys: required lists, the log level, limits and timeouts.
+    fn validate_root_keys(&self) -> Result<(), (String, String)> {
         let err = |key: String, msg: String| Err((key, msg));
         if self.ports.is_empty() {
             return err("ports".into(), "at least one port is required".into());
@@ -542,6 +551,12 @@ impl Config {
                 "must be between 256 and 1048576".into(),
             );
         }
+        Ok(())
+    }
+
+    /// `ports[]`; returns each port number with whether it is unencrypted.
+    fn validate_ports(&self) -> Result<HashMap<u16, bool>, (String, String)> {
+        let err = |key: String, msg: String| Err((key, msg));
         let mut port_numbers = HashMap::new();
         for (i, port) in self.ports.iter().enumerate() {
             if port_numbers
@@ -567,6 +582,12 @@ impl Config {
                 return err(format!("ports[{i}].ip_addrs"), "cannot be combined with interface, ipv4only, ipv6only or ipv4_is_embedded_in_ipv6".into());
             }
         }
+        Ok(port_numbers)
+    }
+
+    /// `certs[]`: hostnames given and unique.
+    fn validate_certs(&self) -> Result<(), (String, String)> {
+        let err = |key: String, msg: String| Err((key, msg));
         let mut hostnames = HashSet::new();
         for (i, cert) in self.certs.iter().enumerate() {
             if cert.hostnames.is_empty() {
@@ -584,6 +605,12 @@ impl Config {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// `apps[]` and their endpoints; returns the routes.
+    fn validate_apps(&self, port_numbers: &HashMap<u16, bool>) -> Result<Routes, (String, String)> {
+        let err = |key: String, msg: String| Err((key, msg));
         let mut routes = HashSet::new();
         let mut route_table = Vec::new();
         let mut names = HashSet::new();
@@ -670,7 +697,7 @@ impl Config {
                 }
             }
         }
-        Ok(self.derive_plan(Routes::new(route_table)))
+        Ok(Routes::new(route_table))
     }
 
     /// Every number start-up needs, derived from the validated keys in one place.
@@ -829,6 +856,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("port 9000 is not in ports"), "{e}");
+        for (json, key) in [
+            (
+                "\"pong_timeout\":0,",
+                "pong_timeout: 0 is outside 1..=86400",
+            ),
+            (
+                "\"ping_interval\":90000,",
+                "ping_interval: 90000 is outside",
+            ),
+            (
+                "\"max_buffered_bytes\":1000,",
+                "max_buffered_bytes: 1000 is less than",
+            ),
+            ("\"max_conns_per_ip\":-1,", "max_conns_per_ip"),
+        ] {
+            let e = load(&MINIMAL.replace("\"ports\"", &format!("{json}\"ports\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
         let e = Config::load(Path::new("/nonexistent/rs.json"))
             .unwrap_err()
             .to_string();
