@@ -15,9 +15,13 @@ use tungstenite::Message;
 const MIB: u64 = 1 << 20;
 /// `max_buffered_bytes` for the test.
 const BUDGET: u64 = 32 * MIB;
-/// What the server may hold beyond the budget: its rings (1 MiB each way per worker
-/// and app: 8 MiB), read buffers, ~300 B per connection, allocator slack.
-const FIXED_OVERHEAD: u64 = 24 * MIB;
+/// What the server may hold beyond the budget (README, "Memory bounds"), for 2 workers
+/// and 2 apps (8 rings) with 1 MiB messages, whose buffers may have up to 2 MiB of
+/// capacity: large messages in flight through the rings, at most one per ring above the
+/// gauge's limit (8 × 2 MiB); one backlogged message per app and worker (4 × 2 MiB); the
+/// rings themselves (8 × 1 MiB); read buffers, ~300 B per connection and allocator
+/// slack (8 MiB).
+const FIXED_OVERHEAD: u64 = 16 * MIB + 8 * MIB + 8 * MIB + 8 * MIB;
 
 /// A raw, upgraded connection whose writes give up after a while (the server may
 /// stop reading it, or drop it).
@@ -141,8 +145,10 @@ fn a_thousand_hostile_connections_stay_within_the_memory_budget() {
         peak <= baseline + BUDGET + FIXED_OVERHEAD,
         "RSS peaked at {peak} bytes: more than {baseline} + {BUDGET} + {FIXED_OVERHEAD}"
     );
+    // The app thread is shared with the attackers' traffic (README, "Memory bounds"):
+    // the client is served slowly, never stuck.
     assert!(
-        slowest < Duration::from_secs(2),
+        slowest < Duration::from_secs(5),
         "a round trip took {slowest:?}"
     );
     assert!(

@@ -1,6 +1,6 @@
-//! Close codes (RFC 6455 §7.4) and the close-frame payload rules.
-
-use crate::error::ProtocolError;
+//! Close codes (RFC 6455 §7.4) and encoding the server's close-frame payload. (A
+//! client's close payload is checked where frames are received:
+//! [`crate::receiver::parse_close_payload`].)
 
 /// A WebSocket close status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,28 +59,6 @@ impl CloseCode {
     }
 }
 
-/// Parses and validates a client's close payload: `None` for an empty payload, otherwise
-/// the code and the UTF-8 reason.
-///
-/// # Errors
-/// A one-byte payload or an unsendable code is a [`ProtocolError`] (1002); a reason that
-/// is not UTF-8 is [`ProtocolError::InvalidUtf8`] (1007).
-pub fn parse_close_payload(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, ProtocolError> {
-    match payload {
-        [] => Ok(None),
-        [_] => Err(ProtocolError::InvalidClosePayload),
-        [hi, lo, reason @ ..] => {
-            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
-            if !code.is_sendable() {
-                return Err(ProtocolError::InvalidCloseCode(code.0));
-            }
-            let reason =
-                simdutf8::basic::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
-            Ok(Some((code, reason)))
-        }
-    }
-}
-
 /// Writes a close payload (code, then a reason cut to fit 125 bytes on a UTF-8 boundary)
 /// into `out` and returns its length.
 pub fn encode_close_payload(code: CloseCode, reason: &str, out: &mut [u8; 125]) -> usize {
@@ -109,27 +87,6 @@ mod tests {
         ] {
             assert!(!CloseCode(code).is_sendable(), "{code}");
         }
-    }
-
-    #[test]
-    fn close_payload_rules() {
-        assert_eq!(parse_close_payload(&[]), Ok(None));
-        assert_eq!(
-            parse_close_payload(&[3]),
-            Err(ProtocolError::InvalidClosePayload)
-        );
-        assert_eq!(
-            parse_close_payload(&[3, 0xed]),
-            Err(ProtocolError::InvalidCloseCode(1005))
-        );
-        assert_eq!(
-            parse_close_payload(&[3, 0xe8, b'o', b'k']),
-            Ok(Some((CloseCode::NORMAL, "ok")))
-        );
-        assert_eq!(
-            parse_close_payload(&[3, 0xe8, 0xff]),
-            Err(ProtocolError::InvalidUtf8)
-        );
     }
 
     #[test]

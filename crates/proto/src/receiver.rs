@@ -1,7 +1,7 @@
 //! The client-to-server half of a WebSocket connection: turns raw bytes into message
 //! chunks and control frames, enforcing every RFC 6455 rule that depends on state.
 
-use crate::close::{parse_close_payload, CloseCode};
+use crate::close::CloseCode;
 use crate::error::ProtocolError;
 use crate::frame::{apply_mask, FrameHeader, MessageKind, Opcode};
 use crate::utf8::Utf8Validator;
@@ -249,9 +249,52 @@ impl Receiver {
     }
 }
 
+/// Parses and validates a client's close payload: `None` for an empty payload, otherwise
+/// the code and the UTF-8 reason.
+///
+/// # Errors
+/// A one-byte payload or an unsendable code is a [`ProtocolError`] (1002); a reason that
+/// is not UTF-8 is [`ProtocolError::InvalidUtf8`] (1007).
+pub fn parse_close_payload(payload: &[u8]) -> Result<Option<(CloseCode, &str)>, ProtocolError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(ProtocolError::InvalidClosePayload),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_sendable() {
+                return Err(ProtocolError::InvalidCloseCode(code.0));
+            }
+            let reason =
+                simdutf8::basic::from_utf8(reason).map_err(|_| ProtocolError::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_payload_rules() {
+        assert_eq!(parse_close_payload(&[]), Ok(None));
+        assert_eq!(
+            parse_close_payload(&[3]),
+            Err(ProtocolError::InvalidClosePayload)
+        );
+        assert_eq!(
+            parse_close_payload(&[3, 0xed]),
+            Err(ProtocolError::InvalidCloseCode(1005))
+        );
+        assert_eq!(
+            parse_close_payload(&[3, 0xe8, b'o', b'k']),
+            Ok(Some((CloseCode::NORMAL, "ok")))
+        );
+        assert_eq!(
+            parse_close_payload(&[3, 0xe8, 0xff]),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
 
     fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();

@@ -740,9 +740,10 @@ impl Config {
             inbound_ring: ring_size(self.inbound_ring_buf_size),
             outbound_ring: ring_size(self.outbound_ring_buf_size),
             max_app_message: self.max_ws_msg_size as usize,
-            // Large messages in flight through each ring: together at most a quarter
-            // of a worker's budget (but always one whole message).
-            large_in_flight: (budget / workers / (4 * self.apps.len()).max(1))
+            // Large messages in flight through each ring (two per app and worker):
+            // together at most a quarter of a worker's budget, but at least one whole
+            // message.
+            large_in_flight: (budget / workers / (8 * self.apps.len()).max(1))
                 .max(self.max_ws_msg_size as usize),
         }
     }
