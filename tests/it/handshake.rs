@@ -187,13 +187,5 @@ fn connections_beyond_fd_alloc_c_get_503() {
     assert!(refused.contains("connection limit"), "{refused}");
     // Room again once a client leaves.
     held.pop();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut again = s.raw();
-        if raw_handshake(&mut again, "/echo", "").starts_with("HTTP/1.1 101") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no room after a client left");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_upgrade("/echo", "no room after a client left");
 }

@@ -120,15 +120,7 @@ fn connections_beyond_max_conns_per_ip_get_503() {
     leaving.close(None).unwrap();
     while leaving.read().is_ok() {}
     drop(leaving);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut again = s.raw();
-        if raw_handshake(&mut again, "/echo", "").starts_with("HTTP/1.1 101") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no room after a client left");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    s.wait_for_upgrade("/echo", "no room after a client left");
 }
 
 /// An upgrade request whose head is `size` bytes, padded with one long header.
@@ -322,15 +314,7 @@ fn out_of_file_descriptors_clients_get_503_and_the_listener_recovers() {
     // Files free up: the listener (edge-triggered) accepts again.
     drop(held);
     first.clear();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut st = s.raw();
-        if raw_handshake(&mut st, "/echo", "").starts_with("HTTP/1.1 101") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the listener did not recover");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_for_upgrade("/echo", "the listener did not recover");
 }
 
 /// A network namespace joined to this one by a veth pair, removed on drop.

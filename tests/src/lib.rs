@@ -210,6 +210,20 @@ impl Server {
         s
     }
 
+    /// Opens new connections to `path` until one upgrades (101) or 10 s pass, for when
+    /// room must come back (a limit freed up); panics with `why` otherwise.
+    pub fn wait_for_upgrade(&self, path: &str, why: &str) -> TcpStream {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut stream = self.raw();
+            if raw_handshake(&mut stream, path, "").starts_with("HTTP/1.1 101") {
+                return stream;
+            }
+            assert!(Instant::now() < deadline, "{why}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A WebSocket client (tungstenite) connected to `path`.
     pub fn connect(&self, path: &str) -> Client {
         let stream = self.raw();
