@@ -183,13 +183,11 @@ pub struct Session {
     last_input: Tick,
     /// When a data message last went either way.
     last_data: Tick,
-    /// The output holds only the 101 response: release its memory once it is written.
+    /// Since the output last drained, only what the server itself says went into it
+    /// (the 101 response, pings, pongs): release its memory once it is written. A
+    /// connection that is idle or only exchanges pings then holds no buffer, while one
+    /// that carries messages keeps its buffer rather than allocating one per message.
     release_when_drained: bool,
-    /// Since the output last drained, only control frames (pings, pongs) were queued:
-    /// then the drained buffer is released, so that a connection that only exchanges
-    /// pings holds no buffer between them, while one that carries messages keeps its
-    /// buffer rather than allocating one per message.
-    control_only: bool,
 }
 
 impl Session {
@@ -205,7 +203,6 @@ impl Session {
             last_input: now,
             last_data: now,
             release_when_drained: false,
-            control_only: false,
         }
     }
 
@@ -280,8 +277,7 @@ impl Session {
     /// Call once [`Session::output`] is empty and written out completely.
     #[inline]
     pub fn output_drained(&mut self, now: Tick, limits: &Limits) -> Drained {
-        let control_only = std::mem::take(&mut self.control_only);
-        if std::mem::take(&mut self.release_when_drained) || control_only {
+        if std::mem::take(&mut self.release_when_drained) {
             self.out.release();
         }
         if self.phase == Phase::Flushing {
@@ -374,7 +370,7 @@ impl Session {
                     self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
                     return;
                 }
-                self.control_only |= idle_output;
+                self.release_when_drained |= idle_output;
                 self.deadline = Some(now + limits.pong_timeout);
             }
         }
@@ -393,7 +389,7 @@ impl Session {
         match self.out.push(frame.parts(), limits.out_cap) {
             Ok(()) => {
                 self.last_data = now;
-                self.control_only = false;
+                self.release_when_drained = false;
                 Sent::Queued
             }
             Err(Overflow) if self.phase == Phase::Open => Sent::Overflowed,
@@ -614,7 +610,7 @@ impl Session {
                         self.close(CloseCode::POLICY_VIOLATION, OVERFLOW, now, limits, app);
                         return buf.len();
                     }
-                    self.control_only |= idle_output;
+                    self.release_when_drained |= idle_output;
                 }
                 Event::Pong(_) => {}
                 Event::Close(close) => {
