@@ -1,12 +1,14 @@
-//! Compiles `echo.c` against `crates/abi/include/ringsocket.h` into `libecho_c.so`,
-//! next to the workspace's other plugins in `target/<profile>/`.
+//! Compiles `echo.c` against the frozen ABI v1 header
+//! (`crates/abi/include/ringsocket-v1/ringsocket.h`) into `libecho_c.so`, next to the
+//! workspace's other plugins in `target/<profile>/`: the v1 plugin that proves the
+//! server still loads and runs plugins built for ABI version 1.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let include = manifest.join("../../crates/abi/include");
+    let include = manifest.join("../../crates/abi/include/ringsocket-v1");
     let source = manifest.join("echo.c");
     println!("cargo:rerun-if-changed={}", source.display());
     println!(

@@ -65,6 +65,8 @@ fn start_in_process() -> (ringsocket_server::Running, u16) {
         "apps": [
             {"name": "echo", "app_path": plugin("echo"), "endpoints": [{"url": "ws://127.0.0.1:0/echo"}]},
             {"name": "broadcast", "app_path": plugin("broadcast"), "endpoints": [{"url": "ws://127.0.0.1:0/broadcast"}]},
+            {"name": "writer", "app_path": plugin("probe_app"), "endpoints": [{"url": "ws://127.0.0.1:0/writer"}],
+             "settings": {"echo_writer": true}},
         ],
         "worker_c": 2,
         "user": "root", "allow_root_apps": true,
@@ -132,6 +134,18 @@ fn echo_steady_state_allocates_nothing() {
     assert!(done.parse::<u64>().unwrap() >= 100_000, "{done}");
 }
 
+/// The in-place writer (`rs_w_*` + `rs_to_cur`, `ctx.writer()`): the message is written
+/// into a record reserved in the outbound ring and published there.
+#[test]
+fn writer_echo_steady_state_allocates_nothing() {
+    let (allocations, done) = measure("writer");
+    assert_eq!(
+        allocations, 0,
+        "the server allocated {allocations} times while echoing {done} messages"
+    );
+    assert!(done.parse::<u64>().unwrap() >= 100_000, "{done}");
+}
+
 #[test]
 fn fanout_steady_state_allocates_nothing() {
     let (allocations, done) = measure("fanout");
@@ -175,8 +189,9 @@ fn client_process() {
     };
     let out = std::io::stdout();
     match mode {
-        "echo" => {
-            let mut conns: Vec<TcpStream> = (0..20).map(|_| connect("/echo")).collect();
+        "echo" | "writer" => {
+            let path = format!("/{mode}");
+            let mut conns: Vec<TcpStream> = (0..20).map(|_| connect(&path)).collect();
             let batch: Vec<u8> = (0..10).flat_map(|_| frame(&[7u8; 32])).collect();
             let round = |conns: &mut Vec<TcpStream>| {
                 for c in conns.iter_mut() {

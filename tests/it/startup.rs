@@ -113,10 +113,17 @@ fn plugins_built_for_another_abi_version_are_refused() {
     let dir = TempDir::new();
     let so = c_plugin(
         &dir,
-        "v2",
-        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 2, .size = sizeof(struct rs_app_descriptor)};\n",
+        "v3",
+        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 3, .size = sizeof(struct rs_app_descriptor)};\n",
     );
-    start_fails_with(&dir, &so, &[&so, "ABI version 2", "version 1 only"]);
+    start_fails_with(&dir, &so, &[&so, "ABI version 3", "versions 1 to 2"]);
+    // A v1 descriptor that declares less than v1's layout is refused too.
+    let short = c_plugin(
+        &dir,
+        "short",
+        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 1, .size = 16};\n",
+    );
+    start_fails_with(&dir, &short, &[&short, "declares size 16", "ABI version 1"]);
 }
 
 #[test]

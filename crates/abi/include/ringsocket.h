@@ -1,26 +1,32 @@
 /*
  * ringsocket.h: the C ABI between the ringsocket server and its app plugins.
  *
- * ABI version 1. A plugin is a shared object that defines one descriptor symbol,
- * `ringsocket_plugin`, with RS_APP(...). The server checks its magic and version
- * before reading anything else, and refuses a plugin built for another version.
+ * ABI version 2 (additive over version 1: every v1 struct keeps its layout and gains
+ * fields at its end; ringsocket loads v1 and v2 plugins). A plugin is a shared object
+ * that defines one descriptor symbol, `ringsocket_plugin`, with RS_APP(...). The server
+ * checks its magic and version before reading anything else, and refuses a plugin
+ * built for a version it does not know, naming both versions.
  *
  *     #include <ringsocket.h>
  *     static int on_read(rs_t *rs, void *state, uint64_t client, uint32_t kind,
  *                        const uint8_t *data, size_t len) {
- *         return rs_to_cur(rs, kind, data, len);
+ *         rs_w_p(rs, data, len);          // written in place into the outbound ring
+ *         return rs_to_cur(rs, kind);     // ...and sent to the client being read
  *     }
  *     RS_APP(.name = "echo", .read = on_read);
  *
- * Every callback runs on the app's own thread, one at a time. Callbacks return 0 on
- * success; a non-zero return from open/read closes that client with 1011 (the app keeps
- * serving everyone else), and from init refuses to start the server.
+ * Every callback runs on the app's own thread, one at a time; docs/apps.md says which
+ * calls each one may make and how long every pointer lives. Callbacks return 0 on
+ * success; a non-zero return from open/read/event closes that client with 1011 (the app
+ * keeps serving everyone else), and from init refuses to start the server. Host calls
+ * return RS_OK or a negative RS_ERR_*; none of them crashes on a bad argument.
  */
 #ifndef RINGSOCKET_H
 #define RINGSOCKET_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,13 +35,13 @@ extern "C" {
 /* "RSAP": the first four bytes of every descriptor. */
 #define RS_ABI_MAGIC 0x52534150u
 /* The ABI version this header describes. */
-#define RS_ABI_VERSION 1u
+#define RS_ABI_VERSION 2u
 
 /* Message kinds. Text messages are always valid UTF-8, both ways. */
 #define RS_BIN 0u
 #define RS_UTF8 1u
 
-/* Recipients of rs_send(). */
+/* Recipients of rs_send() and rs_to(). */
 #define RS_TO_CUR 0u          /* the client of the current open/read callback */
 #define RS_TO_SINGLE 1u       /* ids[0] */
 #define RS_TO_MULTI 2u        /* every id in ids[0..id_count] */
@@ -44,9 +50,12 @@ extern "C" {
 
 /* Results of host calls. */
 #define RS_OK 0
-#define RS_ERR_CONTEXT (-1) /* not allowed in this callback (e.g. RS_TO_CUR in a timer) */
-#define RS_ERR_TOO_BIG (-2) /* larger than max_ws_msg_size */
-#define RS_ERR_INVALID (-3) /* a bad argument: kind, target, code, NULL pointer, UTF-8 */
+#define RS_ERR_CONTEXT (-1)   /* not allowed in this callback (e.g. RS_TO_CUR in a timer) */
+#define RS_ERR_TOO_BIG (-2)   /* larger than max_ws_msg_size (or the event size limit) */
+#define RS_ERR_INVALID (-3)   /* a bad argument: kind, target, code, NULL pointer, UTF-8 */
+#define RS_ERR_FULL (-4)      /* v2: the app's event queue is full; try again later */
+#define RS_ERR_CLOSED (-5)    /* v2: the app has stopped and takes no more events */
+#define RS_ERR_NOT_FOUND (-6) /* v2: no such client (gone, or never this app's) */
 
 /* Log levels for rs_log(). */
 #define RS_LOG_ERROR 1
@@ -54,16 +63,66 @@ extern "C" {
 #define RS_LOG_INFO 3
 #define RS_LOG_DEBUG 4
 
-/* The per-app-thread handle every callback gets; opaque but for its first member. */
+/* v2: what a periodic timer callback returns: the next interval. */
+#define RS_TIMER_HOLD 0  /* keep the interval */
+#define RS_TIMER_MIN 1   /* back to the minimum */
+#define RS_TIMER_INCR 2  /* add the increment, up to the maximum */
+#define RS_TIMER_MAX 3   /* jump to the maximum */
+#define RS_TIMER_NEVER 4 /* stop the timer (rs_set_periodic starts it again) */
+
+/* v2: address families in struct rs_addr. */
+#define RS_ADDR_IPV4 4u
+#define RS_ADDR_IPV6 6u
+
+/* The per-app-thread handle every callback gets. */
 typedef struct rs rs_t;
 
-/* What the open callback learns about a new client. Strings are not NUL-terminated. */
+/* v2: a peer's IP address and port. */
+struct rs_addr {
+    uint16_t family; /* RS_ADDR_IPV4 or RS_ADDR_IPV6 */
+    uint16_t port;   /* host byte order */
+    uint8_t ip[16];  /* network byte order; an IPv4 address takes the first 4 bytes */
+};
+
+/* v2: what the server keeps about a client for as long as it is connected. */
+struct rs_client_info {
+    struct rs_addr peer;  /* the TCP peer (a proxy's address behind one: see X-Forwarded-For) */
+    uint16_t endpoint_id; /* the endpoint's endpoint_id from the config */
+    uint16_t reserved[3];
+};
+
+/* What the open callback learns about a new client. Strings are not NUL-terminated and
+ * live until the open callback returns. */
 struct rs_open_info {
     uint16_t endpoint_id;     /* the endpoint's endpoint_id from the config */
     const char *url_path;     /* the endpoint path the client asked for */
     size_t url_path_len;
     const char *subprotocol;  /* the negotiated Sec-WebSocket-Protocol, or NULL */
     size_t subprotocol_len;
+    /* v2: */
+    const char *target;       /* the request target as sent: "/chat?jwt=abc" */
+    size_t target_len;
+    const char *query;        /* the query string after '?' (without it), or NULL */
+    size_t query_len;
+    const char *head;         /* the raw request head: request line and header lines */
+    size_t head_len;
+    struct rs_addr peer;      /* the client's address */
+};
+
+/* v2: settings of the running server an app may read (rs_get_conf). */
+struct rs_conf {
+    uint32_t size;            /* sizeof(struct rs_conf) as the server built it */
+    uint16_t worker_c;        /* worker threads */
+    uint16_t app_c;           /* apps loaded */
+    uint64_t max_ws_msg_size; /* the largest message, either way */
+    uint32_t event_queue_len; /* events an app's queue holds (rs_post_event) */
+    uint32_t max_event_size;  /* the largest event */
+};
+
+/* v2: a handle other threads of the app use to post events to it. Thread-safe. */
+typedef struct rs_event_handle rs_event_handle_t;
+struct rs_event_handle {
+    int (*post)(rs_event_handle_t *handle, const void *data, size_t len);
 };
 
 /* The functions the server offers a plugin. Use the rs_* wrappers below. */
@@ -76,11 +135,30 @@ struct rs_host_api {
     int (*set_timer)(rs_t *rs, uint64_t delay_us);
     uint64_t (*current_client)(const rs_t *rs);
     void (*log)(rs_t *rs, int level, const char *msg, size_t len);
+    /* v2: */
+    int (*w_reserve)(rs_t *rs, size_t additional);
+    int (*to)(rs_t *rs, uint32_t target, const uint64_t *ids, size_t id_count, uint32_t kind);
+    int (*client_info)(rs_t *rs, uint64_t client_id, struct rs_client_info *out);
+    const char *(*header)(rs_t *rs, const char *name, size_t name_len, size_t *value_len);
+    int (*set_periodic)(rs_t *rs, uint64_t min_us, uint64_t incr_us, uint64_t max_us);
+    rs_event_handle_t *(*event_handle)(rs_t *rs);
+    const struct rs_conf *(*conf)(const rs_t *rs);
 };
 
-/* The layout every rs_t starts with. */
+/* The layout every rs_t starts with. The server writes every field but w_len, which
+ * the rs_w_* writers advance. */
 struct rs_header {
     const struct rs_host_api *api;
+    /* v2: */
+    uint8_t *w_ptr;           /* the message being written (rs_w_*); NULL before the first */
+    size_t w_len;             /* bytes written so far */
+    size_t w_cap;             /* bytes that fit at w_ptr before rs_w_reserve is needed */
+    void *app_state;          /* what init stored in *state */
+    uint64_t cur_client;      /* the client of the current open/read/close callback, or 0 */
+    uint32_t cur_kind;        /* the kind of the message being read */
+    uint16_t cur_endpoint_id; /* the endpoint of cur_client */
+    uint8_t log_level;        /* the most detailed RS_LOG_* level the server logs */
+    uint8_t reserved;
 };
 
 typedef int (*rs_init_cb)(rs_t *rs, const char *settings_json, size_t settings_len,
@@ -92,6 +170,9 @@ typedef int (*rs_read_cb)(rs_t *rs, void *state, uint64_t client_id, uint32_t ki
 typedef int (*rs_close_cb)(rs_t *rs, void *state, uint64_t client_id, uint16_t code);
 typedef int (*rs_timer_cb)(rs_t *rs, void *state);
 typedef void (*rs_destroy_cb)(void *state);
+/* v2: */
+typedef int (*rs_event_cb)(rs_t *rs, void *state, const uint8_t *data, size_t len);
+typedef int (*rs_periodic_cb)(rs_t *rs, void *state);
 
 /* The descriptor a plugin exports as `ringsocket_plugin`. Any callback may be NULL. */
 struct rs_app_descriptor {
@@ -106,6 +187,12 @@ struct rs_app_descriptor {
     rs_close_cb close;    /* a client is gone (code 1005: none given, 1006: abnormal) */
     rs_timer_cb timer;    /* the delay set with rs_set_timer() has passed */
     rs_destroy_cb destroy; /* at shutdown, after the last callback */
+    /* v2: */
+    rs_event_cb event;          /* an event another thread posted (rs_post_event) */
+    rs_periodic_cb periodic;    /* the periodic timer; returns an RS_TIMER_* */
+    uint64_t periodic_min_us;   /* its first and smallest interval (0: not started) */
+    uint64_t periodic_incr_us;  /* what RS_TIMER_INCR adds */
+    uint64_t periodic_max_us;   /* its largest interval */
 };
 
 #define RS_APP_SYMBOL ringsocket_plugin
@@ -118,44 +205,152 @@ struct rs_app_descriptor {
                          .size = sizeof(struct rs_app_descriptor),                       \
                          __VA_ARGS__}
 
+#define RS_HEADER(rs) ((struct rs_header *)(rs))
 #define RS_API(rs) (((const struct rs_header *)(rs))->api)
+
+/* ---- Sending a buffer you already have (copied into the outbound ring). ---- */
 
 /* Send `len` bytes of `kind` to the targets. Returns RS_OK or an RS_ERR_*. */
 static inline int rs_send(rs_t *rs, uint32_t target, const uint64_t *ids, size_t id_count,
                           uint32_t kind, const void *data, size_t len) {
     return RS_API(rs)->send(rs, target, ids, id_count, kind, data, len);
 }
-static inline int rs_to_cur(rs_t *rs, uint32_t kind, const void *data, size_t len) {
-    return rs_send(rs, RS_TO_CUR, NULL, 0, kind, data, len);
+
+/* ---- Writing a message in place, then sending it (rs_w_*, then rs_to_*). ----
+ * The writers append to the message being built, straight into the outbound ring;
+ * a message larger than the reservation moves to the heap once. They return RS_OK, or
+ * RS_ERR_TOO_BIG past max_ws_msg_size (then the next rs_to_* fails and discards it). */
+
+static inline int rs_w_p(rs_t *rs, const void *data, size_t len) {
+    struct rs_header *h = RS_HEADER(rs);
+    if (h->w_cap - h->w_len < len) {
+        int err = h->api->w_reserve(rs, len);
+        if (err) {
+            return err;
+        }
+    }
+    if (len) {
+        memcpy(h->w_ptr + h->w_len, data, len);
+        h->w_len += len;
+    }
+    return RS_OK;
 }
-static inline int rs_to_single(rs_t *rs, uint64_t client_id, uint32_t kind, const void *data,
-                               size_t len) {
-    return rs_send(rs, RS_TO_SINGLE, &client_id, 1, kind, data, len);
+static inline int rs_w_str(rs_t *rs, const char *str) {
+    return rs_w_p(rs, str, strlen(str));
 }
-static inline int rs_to_multi(rs_t *rs, const uint64_t *ids, size_t id_count, uint32_t kind,
-                              const void *data, size_t len) {
-    return rs_send(rs, RS_TO_MULTI, ids, id_count, kind, data, len);
+static inline int rs_w_uint8(rs_t *rs, uint8_t v) {
+    struct rs_header *h = RS_HEADER(rs);
+    if (h->w_len < h->w_cap) {
+        h->w_ptr[h->w_len++] = v;
+        return RS_OK;
+    }
+    return rs_w_p(rs, &v, 1);
 }
-static inline int rs_to_every(rs_t *rs, uint32_t kind, const void *data, size_t len) {
-    return rs_send(rs, RS_TO_EVERY, NULL, 0, kind, data, len);
+static inline int rs_w_int8(rs_t *rs, int8_t v) { return rs_w_uint8(rs, (uint8_t)v); }
+static inline int rs_w_uint16(rs_t *rs, uint16_t v) { return rs_w_p(rs, &v, 2); }
+static inline int rs_w_uint32(rs_t *rs, uint32_t v) { return rs_w_p(rs, &v, 4); }
+static inline int rs_w_uint64(rs_t *rs, uint64_t v) { return rs_w_p(rs, &v, 8); }
+static inline int rs_w_int16(rs_t *rs, int16_t v) { return rs_w_p(rs, &v, 2); }
+static inline int rs_w_int32(rs_t *rs, int32_t v) { return rs_w_p(rs, &v, 4); }
+static inline int rs_w_int64(rs_t *rs, int64_t v) { return rs_w_p(rs, &v, 8); }
+/* Network byte order (big-endian). */
+static inline int rs_w_uint16_hton(rs_t *rs, uint16_t v) {
+    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    return rs_w_p(rs, b, 2);
 }
-static inline int rs_to_every_except(rs_t *rs, const uint64_t *ids, size_t id_count,
-                                     uint32_t kind, const void *data, size_t len) {
-    return rs_send(rs, RS_TO_EVERY_EXCEPT, ids, id_count, kind, data, len);
+static inline int rs_w_uint32_hton(rs_t *rs, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    return rs_w_p(rs, b, 4);
 }
+static inline int rs_w_uint64_hton(rs_t *rs, uint64_t v) {
+    uint8_t b[8];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(v >> (56 - 8 * i));
+    }
+    return rs_w_p(rs, b, 8);
+}
+static inline int rs_w_int16_hton(rs_t *rs, int16_t v) { return rs_w_uint16_hton(rs, (uint16_t)v); }
+static inline int rs_w_int32_hton(rs_t *rs, int32_t v) { return rs_w_uint32_hton(rs, (uint32_t)v); }
+static inline int rs_w_int64_hton(rs_t *rs, int64_t v) { return rs_w_uint64_hton(rs, (uint64_t)v); }
+
+/* Sends what rs_w_* wrote as one message of `kind`, and starts a new one. */
+static inline int rs_to(rs_t *rs, uint32_t target, const uint64_t *ids, size_t id_count,
+                        uint32_t kind) {
+    return RS_API(rs)->to(rs, target, ids, id_count, kind);
+}
+static inline int rs_to_cur(rs_t *rs, uint32_t kind) {
+    return rs_to(rs, RS_TO_CUR, NULL, 0, kind);
+}
+static inline int rs_to_single(rs_t *rs, uint32_t kind, uint64_t client_id) {
+    return rs_to(rs, RS_TO_SINGLE, &client_id, 1, kind);
+}
+static inline int rs_to_multi(rs_t *rs, uint32_t kind, const uint64_t *ids, size_t id_count) {
+    return rs_to(rs, RS_TO_MULTI, ids, id_count, kind);
+}
+static inline int rs_to_every(rs_t *rs, uint32_t kind) {
+    return rs_to(rs, RS_TO_EVERY, NULL, 0, kind);
+}
+static inline int rs_to_every_except_single(rs_t *rs, uint32_t kind, uint64_t client_id) {
+    return rs_to(rs, RS_TO_EVERY_EXCEPT, &client_id, 1, kind);
+}
+static inline int rs_to_every_except_multi(rs_t *rs, uint32_t kind, const uint64_t *ids,
+                                           size_t id_count) {
+    return rs_to(rs, RS_TO_EVERY_EXCEPT, ids, id_count, kind);
+}
+static inline int rs_to_every_except_cur(rs_t *rs, uint32_t kind) {
+    uint64_t cur = RS_HEADER(rs)->cur_client;
+    if (!cur) {
+        return RS_ERR_CONTEXT;
+    }
+    return rs_to(rs, RS_TO_EVERY_EXCEPT, &cur, 1, kind);
+}
+
+/* ---- Clients, closing, metadata. ---- */
+
 /* Close a client with a code (1000, 1001, 1003, 1007-1009, 1011 or 3000-4999). */
 static inline int rs_close(rs_t *rs, uint64_t client_id, uint16_t code, const char *reason,
                            size_t reason_len) {
     return RS_API(rs)->close(rs, client_id, code, reason, reason_len);
 }
-/* Call the timer callback once, `delay_us` microseconds from now (replaces any earlier). */
-static inline int rs_set_timer(rs_t *rs, uint64_t delay_us) {
-    return RS_API(rs)->set_timer(rs, delay_us);
-}
 /* The client of the current open/read/close callback, or 0. */
 static inline uint64_t rs_current_client(const rs_t *rs) {
     return RS_API(rs)->current_client(rs);
 }
+/* v2: the address and endpoint of any connected client of this app. */
+static inline int rs_client_info(rs_t *rs, uint64_t client_id, struct rs_client_info *out) {
+    return RS_API(rs)->client_info(rs, client_id, out);
+}
+/* v2, open callback only: the value of request header `name` (any case), or NULL. The
+ * value lives until the open callback returns. */
+static inline const char *rs_header(rs_t *rs, const char *name, size_t *value_len) {
+    return RS_API(rs)->header(rs, name, strlen(name), value_len);
+}
+/* v2: the server's settings. */
+static inline const struct rs_conf *rs_get_conf(const rs_t *rs) {
+    return RS_API(rs)->conf(rs);
+}
+
+/* ---- Timers and events. ---- */
+
+/* Call the timer callback once, `delay_us` microseconds from now (replaces any earlier). */
+static inline int rs_set_timer(rs_t *rs, uint64_t delay_us) {
+    return RS_API(rs)->set_timer(rs, delay_us);
+}
+/* v2: (re)start the periodic timer: first after min_us, then as its callback says. */
+static inline int rs_set_periodic(rs_t *rs, uint64_t min_us, uint64_t incr_us, uint64_t max_us) {
+    return RS_API(rs)->set_periodic(rs, min_us, incr_us, max_us);
+}
+/* v2: the handle other threads post events with; valid until destroy returns. */
+static inline rs_event_handle_t *rs_event_handle(rs_t *rs) {
+    return RS_API(rs)->event_handle(rs);
+}
+/* v2, any thread: queue an event (its bytes are copied) for the app's event callback.
+ * Never blocks: RS_ERR_FULL when the queue is full, RS_ERR_TOO_BIG past max_event_size,
+ * RS_ERR_CLOSED once the app has stopped. */
+static inline int rs_post_event(rs_event_handle_t *handle, const void *data, size_t len) {
+    return handle->post(handle, data, len);
+}
+
 static inline void rs_log(rs_t *rs, int level, const char *msg, size_t len) {
     RS_API(rs)->log(rs, level, msg, len);
 }

@@ -1,10 +1,15 @@
-//! ABI version 1 between the ringsocket server and its app plugins.
+//! ABI version 2 between the ringsocket server and its app plugins.
 //!
 //! This crate is the Rust mirror of `include/ringsocket.h` (the header C authors
 //! include); a test compiles the header and checks that both agree on every constant,
 //! size and field offset. A plugin exports one [`rs_app_descriptor`] under the symbol
 //! [`DESCRIPTOR_SYMBOL`]; the server reads its first two fields ([`rs_app_descriptor::magic`],
 //! [`rs_app_descriptor::abi_version`]) before anything else and refuses other versions.
+//!
+//! Versions are additive: version 2 appends fields to the end of version 1's structs and
+//! changes none. A version-1 plugin (built with `include/ringsocket-v1/ringsocket.h`)
+//! reads only the v1 prefix of what the server passes it, and the server reads only the
+//! v1 prefix of its descriptor ([`V1_DESCRIPTOR_SIZE`]).
 //!
 //! It contains no code: the safe Rust API is `ringsocket-sdk`; the host side is
 //! `ringsocket-server`.
@@ -16,7 +21,12 @@ use std::ffi::{c_char, c_int, c_void};
 /// `"RSAP"`: the first four bytes of every descriptor.
 pub const RS_ABI_MAGIC: u32 = 0x5253_4150;
 /// The ABI version this crate describes.
-pub const RS_ABI_VERSION: u32 = 1;
+pub const RS_ABI_VERSION: u32 = 2;
+/// The oldest ABI version the server still loads.
+pub const RS_ABI_MIN_VERSION: u32 = 1;
+/// The size of a version-1 descriptor: the prefix of [`rs_app_descriptor`] up to and
+/// including `destroy`.
+pub const V1_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, event);
 /// The symbol a plugin exports its descriptor under (NUL-terminated for `dlsym`).
 pub const DESCRIPTOR_SYMBOL: &[u8] = b"ringsocket_plugin\0";
 /// The symbol the original C RingSocket's apps export; used to explain a refusal.
@@ -46,6 +56,28 @@ pub const RS_ERR_CONTEXT: c_int = -1;
 pub const RS_ERR_TOO_BIG: c_int = -2;
 /// An argument is invalid.
 pub const RS_ERR_INVALID: c_int = -3;
+/// The app's event queue is full (v2).
+pub const RS_ERR_FULL: c_int = -4;
+/// The app has stopped and takes no more events (v2).
+pub const RS_ERR_CLOSED: c_int = -5;
+/// No such client (v2).
+pub const RS_ERR_NOT_FOUND: c_int = -6;
+
+/// Periodic timer: keep the interval (v2).
+pub const RS_TIMER_HOLD: c_int = 0;
+/// Periodic timer: back to the minimum interval.
+pub const RS_TIMER_MIN: c_int = 1;
+/// Periodic timer: add the increment, up to the maximum.
+pub const RS_TIMER_INCR: c_int = 2;
+/// Periodic timer: jump to the maximum interval.
+pub const RS_TIMER_MAX: c_int = 3;
+/// Periodic timer: stop (until `set_periodic`).
+pub const RS_TIMER_NEVER: c_int = 4;
+
+/// [`rs_addr::family`] of an IPv4 address (v2).
+pub const RS_ADDR_IPV4: u16 = 4;
+/// [`rs_addr::family`] of an IPv6 address (v2).
+pub const RS_ADDR_IPV6: u16 = 6;
 
 /// Log level: error.
 pub const RS_LOG_ERROR: c_int = 1;
@@ -63,14 +95,58 @@ pub struct rs_t {
     _private: [u8; 0],
 }
 
-/// The layout every `rs_t` starts with.
+/// The layout every `rs_t` starts with. The server writes every field but `w_len`,
+/// which the plugin's in-place writers advance.
 #[repr(C)]
 pub struct rs_header {
     /// The host's function table.
     pub api: *const rs_host_api,
+    /// v2: where the message being written lives (NULL before the first write).
+    pub w_ptr: *mut u8,
+    /// v2: bytes written so far.
+    pub w_len: usize,
+    /// v2: bytes that fit at `w_ptr` before `w_reserve` is needed.
+    pub w_cap: usize,
+    /// v2: the state init stored.
+    pub app_state: *mut c_void,
+    /// v2: the client of the current open/read/close callback, or 0.
+    pub cur_client: u64,
+    /// v2: the kind of the message being read.
+    pub cur_kind: u32,
+    /// v2: the endpoint of `cur_client`.
+    pub cur_endpoint_id: u16,
+    /// v2: the most detailed `RS_LOG_*` level the server logs.
+    pub log_level: u8,
+    /// Zero.
+    pub reserved: u8,
 }
 
-/// What the open callback learns about a new client. Strings are not NUL-terminated.
+/// A peer's IP address and port (v2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct rs_addr {
+    /// [`RS_ADDR_IPV4`] or [`RS_ADDR_IPV6`].
+    pub family: u16,
+    /// Host byte order.
+    pub port: u16,
+    /// Network byte order; IPv4 takes the first 4 bytes.
+    pub ip: [u8; 16],
+}
+
+/// What the server keeps about a connected client (v2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct rs_client_info {
+    /// The TCP peer.
+    pub peer: rs_addr,
+    /// The endpoint's `endpoint_id`.
+    pub endpoint_id: u16,
+    /// Zero.
+    pub reserved: [u16; 3],
+}
+
+/// What the open callback learns about a new client. Strings are not NUL-terminated
+/// and live until the open callback returns.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct rs_open_info {
@@ -84,6 +160,46 @@ pub struct rs_open_info {
     pub subprotocol: *const c_char,
     /// Length of `subprotocol`.
     pub subprotocol_len: usize,
+    /// v2: the request target as sent, query included.
+    pub target: *const c_char,
+    /// Length of `target`.
+    pub target_len: usize,
+    /// v2: the query string after `?`, or NULL.
+    pub query: *const c_char,
+    /// Length of `query`.
+    pub query_len: usize,
+    /// v2: the raw request head (request line and header lines).
+    pub head: *const c_char,
+    /// Length of `head`.
+    pub head_len: usize,
+    /// v2: the client's address.
+    pub peer: rs_addr,
+}
+
+/// The server's settings an app may read (v2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rs_conf {
+    /// `size_of::<rs_conf>()` as the server built it.
+    pub size: u32,
+    /// Worker threads.
+    pub worker_c: u16,
+    /// Apps loaded.
+    pub app_c: u16,
+    /// The largest message, either way.
+    pub max_ws_msg_size: u64,
+    /// Events an app's queue holds.
+    pub event_queue_len: u32,
+    /// The largest event.
+    pub max_event_size: u32,
+}
+
+/// The thread-safe handle other threads of an app post events with (v2). The
+/// server's handle starts with this.
+#[repr(C)]
+pub struct rs_event_handle {
+    /// Queues an event (copied) for the app's event callback; never blocks.
+    pub post: unsafe extern "C" fn(*mut rs_event_handle, *const c_void, usize) -> c_int,
 }
 
 /// `send(rs, target, ids, id_count, kind, data, len)`.
@@ -98,6 +214,22 @@ pub type rs_set_timer_fn = unsafe extern "C" fn(*mut rs_t, u64) -> c_int;
 pub type rs_current_client_fn = unsafe extern "C" fn(*const rs_t) -> u64;
 /// `log(rs, level, msg, len)`.
 pub type rs_log_fn = unsafe extern "C" fn(*mut rs_t, c_int, *const c_char, usize);
+
+/// `w_reserve(rs, additional)`.
+pub type rs_w_reserve_fn = unsafe extern "C" fn(*mut rs_t, usize) -> c_int;
+/// `to(rs, target, ids, id_count, kind)`.
+pub type rs_to_fn = unsafe extern "C" fn(*mut rs_t, u32, *const u64, usize, u32) -> c_int;
+/// `client_info(rs, client_id, out)`.
+pub type rs_client_info_fn = unsafe extern "C" fn(*mut rs_t, u64, *mut rs_client_info) -> c_int;
+/// `header(rs, name, name_len, value_len) -> value`.
+pub type rs_header_fn =
+    unsafe extern "C" fn(*mut rs_t, *const c_char, usize, *mut usize) -> *const c_char;
+/// `set_periodic(rs, min_us, incr_us, max_us)`.
+pub type rs_set_periodic_fn = unsafe extern "C" fn(*mut rs_t, u64, u64, u64) -> c_int;
+/// `event_handle(rs)`.
+pub type rs_event_handle_fn = unsafe extern "C" fn(*mut rs_t) -> *mut rs_event_handle;
+/// `conf(rs)`.
+pub type rs_conf_fn = unsafe extern "C" fn(*const rs_t) -> *const rs_conf;
 
 /// The functions the server offers a plugin.
 #[repr(C)]
@@ -114,6 +246,20 @@ pub struct rs_host_api {
     pub current_client: rs_current_client_fn,
     /// Logs a message under the app's name.
     pub log: rs_log_fn,
+    /// v2: makes room for `additional` more bytes of the message being written.
+    pub w_reserve: rs_w_reserve_fn,
+    /// v2: sends the message written so far and starts a new one.
+    pub to: rs_to_fn,
+    /// v2: a connected client's address and endpoint.
+    pub client_info: rs_client_info_fn,
+    /// v2: a request header of the client being opened.
+    pub header: rs_header_fn,
+    /// v2: (re)starts the periodic timer.
+    pub set_periodic: rs_set_periodic_fn,
+    /// v2: the app's event handle.
+    pub event_handle: rs_event_handle_fn,
+    /// v2: the server's settings.
+    pub conf: rs_conf_fn,
 }
 
 /// `init(rs, settings_json, settings_len, &state)`.
@@ -131,6 +277,10 @@ pub type rs_close_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, u64, u16) ->
 pub type rs_timer_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void) -> c_int;
 /// `destroy(state)`.
 pub type rs_destroy_cb = unsafe extern "C" fn(*mut c_void);
+/// `event(rs, state, data, len)` (v2).
+pub type rs_event_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const u8, usize) -> c_int;
+/// `periodic(rs, state) -> RS_TIMER_*` (v2).
+pub type rs_periodic_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void) -> c_int;
 
 /// The descriptor a plugin exports as `ringsocket_plugin`. Any callback may be absent.
 #[repr(C)]
@@ -158,6 +308,16 @@ pub struct rs_app_descriptor {
     pub timer: Option<rs_timer_cb>,
     /// Runs at shutdown after the last callback.
     pub destroy: Option<rs_destroy_cb>,
+    /// v2: an event another thread posted.
+    pub event: Option<rs_event_cb>,
+    /// v2: the periodic timer; returns an `RS_TIMER_*`.
+    pub periodic: Option<rs_periodic_cb>,
+    /// v2: the periodic timer's first and smallest interval (0: not started).
+    pub periodic_min_us: u64,
+    /// v2: what `RS_TIMER_INCR` adds.
+    pub periodic_incr_us: u64,
+    /// v2: its largest interval.
+    pub periodic_max_us: u64,
 }
 
 // SAFETY: a descriptor is immutable data (a name pointer to static bytes and function

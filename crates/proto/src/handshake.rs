@@ -114,6 +114,50 @@ impl<'a> UpgradeRequest<'a> {
     }
 }
 
+/// The head of an upgrade request that [`parse_request`] accepted, kept as bytes and
+/// read again on demand (an app asks for a header once per connection, if at all).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a>(pub &'a [u8]);
+
+impl<'a> RequestHead<'a> {
+    fn lines(self) -> impl Iterator<Item = &'a [u8]> {
+        self.0
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    }
+
+    /// The request target as sent (path and query; an absolute-form target whole).
+    pub fn target(self) -> &'a str {
+        let line = self.lines().next().unwrap_or_default();
+        let mut parts = line.split(|&b| b == b' ').filter(|p| !p.is_empty());
+        let target = parts.nth(1).unwrap_or_default();
+        std::str::from_utf8(target).unwrap_or_default()
+    }
+
+    /// The target's query string (after `?`, before any `#`), if it has one.
+    pub fn query(self) -> Option<&'a str> {
+        let target = self.target();
+        let target = target.split('#').next().unwrap_or(target);
+        target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Every header as (name, value), the value trimmed, in the order sent.
+    pub fn headers(self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.lines().skip(1).filter_map(|line| {
+            let line = std::str::from_utf8(line).ok()?;
+            let (name, value) = line.split_once(':')?;
+            Some((name, value.trim()))
+        })
+    }
+
+    /// The value of the first header called `name` (ignoring ASCII case).
+    pub fn header(self, name: &str) -> Option<&'a str> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
 /// Whether the comma-separated header `value` contains `token`, ignoring ASCII case.
 fn has_token(value: &str, token: &str) -> bool {
     value
@@ -269,6 +313,19 @@ mod tests {
         Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
         Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
         Sec-WebSocket-Version: 13\r\n\r\n";
+
+    #[test]
+    fn request_head_gives_target_query_and_headers() {
+        let head = RequestHead(GOOD.as_bytes());
+        assert_eq!(head.target(), "/chat?x=1");
+        assert_eq!(head.query(), Some("x=1"));
+        assert_eq!(head.header("ORIGIN"), Some("http://example.com"));
+        assert_eq!(head.header("cookie"), None);
+        assert_eq!(head.headers().count(), 7);
+        let bare = RequestHead(b"GET /a HTTP/1.1\r\nCookie:  s=1; t=2 \r\n\r\n");
+        assert_eq!((bare.target(), bare.query()), ("/a", None));
+        assert_eq!(bare.header("Cookie"), Some("s=1; t=2"));
+    }
 
     #[test]
     fn rfc_example() {

@@ -28,5 +28,5 @@ pub mod utf8;
 pub use close::CloseCode;
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, MessageKind, Opcode};
-pub use handshake::{HandshakeError, UpgradeRequest};
+pub use handshake::{HandshakeError, RequestHead, UpgradeRequest};
 pub use receiver::{Event, Receiver, Step};

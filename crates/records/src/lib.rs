@@ -10,13 +10,18 @@
 //! Layout (little-endian), after the ring's own record header:
 //! ```text
 //! inbound:  kind u8 | msg_kind u8 | large u8 | 0 u8 | arg u32 | client u64 | payload
-//! outbound: op u8   | msg_kind u8 | target u8 | large u8 | id_count u32 | ids u64… | payload
+//!           (an open's payload: peer address, 24 bytes, then the request head)
+//! outbound: op u8   | msg_kind u8 | 0 u8 | large u8 | id_count u32 | payload_len u32 | 0 u32
+//!           | payload | ids u64…
 //! ```
-//! A large payload is a [`LargeMessage`]'s 25-byte wire form instead of the bytes.
+//! A large payload is a [`LargeMessage`]'s 25-byte wire form instead of the bytes. The
+//! outbound ids follow the payload so that an app can write a message in place
+//! ([`Draft`]) before it knows who gets it.
 
 use ringsocket_proto::{CloseCode, MessageKind};
-use ringsocket_ring::{Consumer, Full, Producer};
+use ringsocket_ring::{Consumer, Full, Producer, Reservation};
 use ringsocket_session::EndpointIndex;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -200,6 +205,14 @@ impl Payload<'_> {
         }
     }
 
+    /// The payload as it will own its bytes (an inline one is copied to the heap).
+    pub fn into_owned(self) -> Payload<'static> {
+        Payload::Large(match self {
+            Payload::Inline(b) => LargeMessage::owned(b.to_vec()),
+            Payload::Large(l) => l,
+        })
+    }
+
     /// Whether the payload is a large one.
     #[inline]
     fn is_large(&self) -> bool {
@@ -226,6 +239,10 @@ pub enum Inbound<'a> {
         endpoint: EndpointIndex,
         /// The selected subprotocol's index in the endpoint's list, if any.
         protocol: Option<u16>,
+        /// The client's address, if the socket still knew it.
+        peer: Option<SocketAddr>,
+        /// The upgrade request's head (request line and headers).
+        head: Payload<'a>,
     },
     /// A complete message.
     Message {
@@ -259,10 +276,14 @@ impl Inbound<'_> {
                 client,
                 endpoint,
                 protocol,
+                peer,
+                head,
             } => Inbound::Open {
                 client,
                 endpoint,
                 protocol,
+                peer,
+                head: head.into_owned(),
             },
             Inbound::Message {
                 client,
@@ -271,10 +292,7 @@ impl Inbound<'_> {
             } => Inbound::Message {
                 client,
                 kind,
-                payload: Payload::Large(match payload {
-                    Payload::Inline(b) => LargeMessage::owned(b.to_vec()),
-                    Payload::Large(l) => l,
-                }),
+                payload: payload.into_owned(),
             },
             Inbound::Close { client, code } => Inbound::Close { client, code },
         }
@@ -287,10 +305,13 @@ impl Inbound<'_> {
                 client,
                 endpoint,
                 protocol,
+                peer,
+                head,
             } => {
                 let protocol = protocol.map_or(0, |p| u32::from(p) + 1);
                 let arg = u32::from(endpoint.0) | protocol << 16;
-                (IN_OPEN, 0, arg, *client, None)
+                write_peer(&mut out[IN_HEADER..IN_HEADER + PEER_WIRE], *peer);
+                (IN_OPEN, 0, arg, *client, Some(head))
             }
             Inbound::Message {
                 client,
@@ -306,15 +327,19 @@ impl Inbound<'_> {
         out[4..8].copy_from_slice(&arg.to_le_bytes());
         out[8..16].copy_from_slice(&client.0.to_le_bytes());
         if let Some(payload) = payload {
-            payload.write(&mut out[IN_HEADER..]);
+            let at = IN_HEADER + if kind == IN_OPEN { PEER_WIRE } else { 0 };
+            payload.write(&mut out[at..]);
         }
     }
 
     /// Gives a large payload up to the published record carrying it.
     #[inline]
     fn hand_over(self) {
-        if let Inbound::Message { payload, .. } = self {
-            payload.hand_over();
+        match self {
+            Inbound::Message { payload, .. } | Inbound::Open { head: payload, .. } => {
+                payload.hand_over()
+            }
+            Inbound::Close { .. } => {}
         }
     }
 
@@ -324,6 +349,10 @@ impl Inbound<'_> {
         match self {
             Inbound::Message {
                 payload: Payload::Large(l),
+                ..
+            }
+            | Inbound::Open {
+                head: Payload::Large(l),
                 ..
             } => l.held(),
             _ => 0,
@@ -335,7 +364,8 @@ impl Inbound<'_> {
         IN_HEADER
             + match self {
                 Inbound::Message { payload, .. } => payload.wire_len(),
-                _ => 0,
+                Inbound::Open { head, .. } => PEER_WIRE + head.wire_len(),
+                Inbound::Close { .. } => 0,
             }
     }
 
@@ -350,6 +380,9 @@ impl Inbound<'_> {
                 client,
                 endpoint: EndpointIndex(arg as u16),
                 protocol: (arg >> 16).checked_sub(1).map(|p| p as u16),
+                peer: read_peer(&rec[IN_HEADER..IN_HEADER + PEER_WIRE]),
+                // SAFETY: forwarded contract.
+                head: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER + PEER_WIRE..]) },
             },
             IN_MESSAGE => Inbound::Message {
                 client,
@@ -363,6 +396,40 @@ impl Inbound<'_> {
             },
         }
     }
+}
+
+/// Bytes of a peer address in an open record: family (0 none, 4, 6), 0, port u16,
+/// 0 u32, 16 address bytes.
+const PEER_WIRE: usize = 24;
+
+fn write_peer(out: &mut [u8], peer: Option<SocketAddr>) {
+    out.fill(0);
+    let Some(peer) = peer else {
+        return;
+    };
+    out[2..4].copy_from_slice(&peer.port().to_le_bytes());
+    match peer.ip() {
+        IpAddr::V4(ip) => {
+            out[0] = 4;
+            out[8..12].copy_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out[0] = 6;
+            out[8..24].copy_from_slice(&ip.octets());
+        }
+    }
+}
+
+fn read_peer(wire: &[u8]) -> Option<SocketAddr> {
+    let port = u16::from_le_bytes([wire[2], wire[3]]);
+    let ip = match wire[0] {
+        4 => IpAddr::V4(Ipv4Addr::new(wire[8], wire[9], wire[10], wire[11])),
+        6 => IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(&wire[8..24]).expect("16 bytes"),
+        )),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 fn message_kind(bits: u8) -> MessageKind {
@@ -467,7 +534,7 @@ const OUT_SEND_LIST: u8 = 1;
 const OUT_SEND_ALL_EXCEPT: u8 = 2;
 const OUT_CLOSE: u8 = 3;
 const OUT_CLOSED: u8 = 4;
-const OUT_HEADER: usize = 8;
+const OUT_HEADER: usize = 16;
 
 impl Outbound<'_> {
     /// The record's length in the ring.
@@ -509,21 +576,17 @@ impl Outbound<'_> {
                 (OUT_CLOSED, 0, IdList::Ids(&client_list), &inline)
             }
         };
-        out[0] = op;
-        out[1] = msg_kind;
-        out[2] = 0;
-        out[3] = u8::from(payload.is_large());
-        out[4..8].copy_from_slice(&(ids.len() as u32).to_le_bytes());
-        let at = OUT_HEADER + 8 * ids.len();
-        match ids {
-            IdList::Ids(list) => {
-                for (slot, id) in out[OUT_HEADER..at].chunks_exact_mut(8).zip(list) {
-                    slot.copy_from_slice(&id.to_le_bytes());
-                }
-            }
-            IdList::Wire(bytes) => out[OUT_HEADER..at].copy_from_slice(bytes),
-        }
-        payload.write(&mut out[at..]);
+        let payload_len = payload.wire_len();
+        write_out_header(
+            out,
+            op,
+            msg_kind,
+            payload.is_large(),
+            ids.len(),
+            payload_len,
+        );
+        payload.write(&mut out[OUT_HEADER..OUT_HEADER + payload_len]);
+        write_ids(&mut out[OUT_HEADER + payload_len..], ids);
     }
 
     /// Gives a large payload up to the published record carrying it.
@@ -551,7 +614,9 @@ impl Outbound<'_> {
     #[inline]
     unsafe fn decode(rec: &[u8]) -> Outbound<'_> {
         let count = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes")) as usize;
-        let (ids, payload) = rec[OUT_HEADER..].split_at(8 * count);
+        let payload_len = u32::from_le_bytes(rec[8..12].try_into().expect("4 bytes")) as usize;
+        let (payload, ids) = rec[OUT_HEADER..].split_at(payload_len);
+        let ids = &ids[..8 * count];
         let ids = IdList::Wire(ids);
         let first = || ids.iter().next().unwrap_or(ClientId(0));
         match rec[0] {
@@ -571,6 +636,37 @@ impl Outbound<'_> {
                 payload: unsafe { Payload::read(rec[3] != 0, payload) },
             },
         }
+    }
+}
+
+/// Writes an outbound record's header.
+fn write_out_header(
+    out: &mut [u8],
+    op: u8,
+    msg_kind: u8,
+    large: bool,
+    id_count: usize,
+    payload_len: usize,
+) {
+    out[0] = op;
+    out[1] = msg_kind;
+    out[2] = 0;
+    out[3] = u8::from(large);
+    out[4..8].copy_from_slice(&(id_count as u32).to_le_bytes());
+    out[8..12].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    out[12..16].fill(0);
+}
+
+/// Writes `ids` at the start of `out`.
+fn write_ids(out: &mut [u8], ids: IdList<'_>) {
+    let out = &mut out[..8 * ids.len()];
+    match ids {
+        IdList::Ids(list) => {
+            for (slot, id) in out.chunks_exact_mut(8).zip(list) {
+                slot.copy_from_slice(&id.to_le_bytes());
+            }
+        }
+        IdList::Wire(bytes) => out.copy_from_slice(bytes),
     }
 }
 
@@ -724,7 +820,64 @@ impl OutboundTx {
     pub fn max_record_len(&self) -> usize {
         self.0.max_record_len()
     }
+
+    /// Claims a record in which an app writes a message of up to `room` bytes (its
+    /// payload and then its recipients' ids) in place, before it knows the recipients.
+    /// `None` when the ring has not that much room right now.
+    ///
+    /// While the draft is open nothing else may be pushed to this ring: abandon it (drop
+    /// it, after copying out what was written) first.
+    pub fn begin_draft(&mut self, room: usize) -> Option<Draft> {
+        let max = room.checked_add(OUT_HEADER)?;
+        if max > self.0.max_record_len() {
+            return None;
+        }
+        self.0.try_reserve(max).ok().map(Draft)
+    }
+
+    /// Where the draft's payload goes, and how many bytes it may take (payload plus
+    /// 8 per recipient id). Valid until the draft is finished or dropped.
+    pub fn draft_area(&mut self, draft: &Draft) -> (*mut u8, usize) {
+        let ptr = self.0.reserved_ptr(&draft.0);
+        // SAFETY: the reservation holds `max_len >= OUT_HEADER` bytes from `ptr`.
+        (
+            unsafe { ptr.add(OUT_HEADER) },
+            draft.0.max_len() - OUT_HEADER,
+        )
+    }
+
+    /// Publishes the draft's first `len` bytes as a message to `to`, writing the
+    /// header and ids around them in place.
+    ///
+    /// # Errors
+    /// The draft, unpublished, when the ids do not fit after the payload.
+    pub fn finish_draft(
+        &mut self,
+        draft: Draft,
+        kind: MessageKind,
+        to: Targets<'_>,
+        len: usize,
+    ) -> Result<(), Draft> {
+        let (op, ids) = match to {
+            Targets::List(ids) => (OUT_SEND_LIST, ids),
+            Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, ids),
+        };
+        let total = OUT_HEADER + len + 8 * ids.len();
+        if total > draft.0.max_len() {
+            return Err(draft);
+        }
+        let record = self.0.reserved(&draft.0);
+        write_out_header(record, op, kind as u8, false, ids.len(), len);
+        write_ids(&mut record[OUT_HEADER + len..], ids);
+        self.0.commit(draft.0, total);
+        Ok(())
+    }
 }
+
+/// A message being written in place into an outbound ring ([`OutboundTx::begin_draft`]).
+#[derive(Debug)]
+#[must_use = "a draft is published only by OutboundTx::finish_draft"]
+pub struct Draft(Reservation);
 
 producer_common!(InboundTx, Inbound);
 producer_common!(OutboundTx, Outbound);
@@ -753,10 +906,21 @@ mod tests {
     fn inbound_round_trips() {
         let (mut tx, mut rx) = inbound_ring(4096, usize::MAX);
         let a = ClientId::new(3, 99);
+        let peer: SocketAddr = "[2001:db8::1]:4242".parse().unwrap();
         tx.try_push(Inbound::Open {
             client: a,
             endpoint: EndpointIndex(7),
             protocol: Some(2),
+            peer: Some(peer),
+            head: Payload::Inline(b"GET /x?y HTTP/1.1\r\n\r\n"),
+        })
+        .unwrap();
+        tx.try_push(Inbound::Open {
+            client: a,
+            endpoint: EndpointIndex(0),
+            protocol: None,
+            peer: Some("10.1.2.3:9".parse().unwrap()),
+            head: Payload::Large(LargeMessage::owned(vec![b'h'; 70_000])),
         })
         .unwrap();
         tx.try_push(Inbound::Message {
@@ -776,11 +940,25 @@ mod tests {
             code: CloseCode::ABNORMAL,
         })
         .unwrap();
-        rx.pop_with(|r| {
-            assert!(matches!(
-                r,
-                Inbound::Open { client, endpoint: EndpointIndex(7), protocol: Some(2) } if client == a
-            ))
+        rx.pop_with(|r| match r {
+            Inbound::Open {
+                client,
+                endpoint: EndpointIndex(7),
+                protocol: Some(2),
+                peer: got,
+                head,
+            } => {
+                assert_eq!((client, got), (a, Some(peer)));
+                assert_eq!(head.bytes(), b"GET /x?y HTTP/1.1\r\n\r\n");
+            }
+            other => panic!("{other:?}"),
+        });
+        rx.pop_with(|r| match r {
+            Inbound::Open { peer, head, .. } => {
+                assert_eq!(peer, Some("10.1.2.3:9".parse().unwrap()));
+                assert_eq!(head.bytes().len(), 70_000);
+            }
+            other => panic!("{other:?}"),
         });
         rx.pop_with(|r| match r {
             Inbound::Message {
@@ -922,8 +1100,50 @@ mod tests {
     }
 
     #[test]
+    fn a_draft_is_written_in_place_and_published_with_its_ids() {
+        let (mut tx, mut rx) = outbound_ring(4096, usize::MAX);
+        let draft = tx.begin_draft(100).unwrap();
+        let (ptr, room) = tx.draft_area(&draft);
+        assert_eq!(room, 100);
+        // SAFETY: the draft area holds `room` writable bytes until it is finished.
+        unsafe { std::ptr::copy_nonoverlapping(b"in place".as_ptr(), ptr, 8) };
+        tx.finish_draft(
+            draft,
+            MessageKind::Text,
+            Targets::List(IdList::Ids(&[5, 7])),
+            8,
+        )
+        .unwrap();
+        // Ids that do not fit after the payload give the draft back.
+        let draft = tx.begin_draft(20).unwrap();
+        let draft = tx
+            .finish_draft(
+                draft,
+                MessageKind::Binary,
+                Targets::List(IdList::Ids(&[1, 2])),
+                8,
+            )
+            .unwrap_err();
+        drop(draft);
+        rx.pop_with(|r| {
+            let Outbound::Send {
+                kind: MessageKind::Text,
+                to: Targets::List(ids),
+                payload,
+            } = r
+            else {
+                panic!("{r:?}")
+            };
+            assert_eq!(payload.bytes(), b"in place");
+            assert_eq!(ids.iter().map(|c| c.0).collect::<Vec<_>>(), [5, 7]);
+        })
+        .unwrap();
+        assert!(rx.is_empty(), "an abandoned draft publishes nothing");
+    }
+
+    #[test]
     fn a_full_ring_gives_the_record_back() {
-        let (mut tx, _rx) = outbound_ring(64, usize::MAX);
+        let (mut tx, _rx) = outbound_ring(128, usize::MAX);
         let big = [0u8; 4];
         let mut refused = None;
         for _ in 0..10 {

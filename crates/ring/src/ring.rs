@@ -26,6 +26,24 @@ pub const RECORD_OVERHEAD: usize = HEADER + ALIGN - 1;
 const HEADER: usize = 8;
 const FLAG_SKIP: u32 = 1;
 
+/// Room at a ring's tail claimed by [`Producer::try_reserve`] and not yet published.
+#[derive(Debug)]
+#[must_use = "a reservation is published only by Producer::commit"]
+pub struct Reservation {
+    /// The producer's tail when it was made (no record may come in between).
+    tail: usize,
+    /// Where the record's header goes.
+    at: usize,
+    max_len: usize,
+}
+
+impl Reservation {
+    /// The most payload bytes it holds.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+}
+
 /// Returned by [`Producer::try_push_with`] when the record does not fit right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -106,14 +124,33 @@ impl Producer {
     /// # Panics
     /// If `len` exceeds [`Producer::max_record_len`] (callers bound their records).
     pub fn try_push_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Full> {
+        let reservation = self.try_reserve(len)?;
+        fill(self.reserved(&reservation));
+        self.commit(reservation, len);
+        Ok(())
+    }
+
+    /// Claims room at the tail for one record of up to `max_len` bytes, without
+    /// publishing anything: the caller fills [`Producer::reserved`] (or writes through
+    /// [`Producer::reserved_ptr`]) at its own pace and then [`Producer::commit`]s the
+    /// length it wrote. Dropping the reservation instead abandons it. Until one of
+    /// these, no other record may be pushed (commit checks it).
+    ///
+    /// # Errors
+    /// [`Full`] when there is not room for `max_len` right now.
+    ///
+    /// # Panics
+    /// If `max_len` exceeds [`Producer::max_record_len`].
+    pub fn try_reserve(&mut self, max_len: usize) -> Result<Reservation, Full> {
         assert!(
-            len <= self.max_record_len(),
-            "record of {len} bytes does not fit the ring"
+            max_len <= self.max_record_len(),
+            "record of {max_len} bytes does not fit the ring"
         );
-        let need = HEADER + padded(len);
+        let need = HEADER + padded(max_len);
         let offset = self.tail & self.mask;
         let to_end = self.capacity() - offset;
-        let total = if need <= to_end { need } else { to_end + need };
+        let skip = need > to_end;
+        let total = if skip { to_end + need } else { need };
         if self.free() < total {
             // Acquire: the consumer's reads of the bytes it released happen before our
             // writes to them.
@@ -122,24 +159,57 @@ impl Producer {
                 return Err(Full);
             }
         }
-        let mut at = offset;
-        if need > to_end {
-            // SAFETY: `offset..capacity` is free space (checked above), so it is ours.
+        Ok(Reservation {
+            tail: self.tail,
+            // A record that does not fit before the end starts at 0, after a SKIP.
+            at: if skip { 0 } else { offset },
+            max_len,
+        })
+    }
+
+    /// The payload bytes `reservation` claimed (`max_len` of them).
+    pub fn reserved(&mut self, reservation: &Reservation) -> &mut [u8] {
+        assert_eq!(reservation.tail, self.tail, "a stale reservation");
+        // SAFETY: `at + HEADER .. + max_len` is free space that try_reserve checked and
+        // nothing else has claimed since (the tail is unchanged), so it is ours; it is in
+        // bounds because `HEADER + padded(max_len) <= capacity - at`.
+        unsafe {
+            self.shared
+                .buffer
+                .slice_mut(reservation.at + HEADER, reservation.max_len)
+        }
+    }
+
+    /// [`Producer::reserved`] as a raw pointer, for writers that outlive a borrow (the
+    /// app API hands it to plugin code). It stays valid for `max_len` bytes until the
+    /// reservation is committed or another record is reserved or pushed.
+    pub fn reserved_ptr(&mut self, reservation: &Reservation) -> *mut u8 {
+        self.reserved(reservation).as_mut_ptr()
+    }
+
+    /// Publishes the reserved record with its first `len` bytes as the payload.
+    ///
+    /// # Panics
+    /// If `len` exceeds the reservation, or another record was pushed since it was made.
+    pub fn commit(&mut self, reservation: Reservation, len: usize) {
+        assert!(len <= reservation.max_len, "commit beyond the reservation");
+        assert_eq!(reservation.tail, self.tail, "a stale reservation");
+        let offset = self.tail & self.mask;
+        let mut total = HEADER + padded(len);
+        if reservation.at != offset {
+            // The record starts at 0: cover the rest of the buffer with a SKIP.
+            let to_end = self.capacity() - offset;
+            // SAFETY: `offset..capacity` is free space claimed by the reservation.
             let skip = unsafe { self.shared.buffer.slice_mut(offset, HEADER) };
             write_header(skip, (to_end - HEADER) as u32, FLAG_SKIP);
-            at = 0;
+            total += to_end;
         }
-        // SAFETY: `at..at + need` is free space (checked above) and in bounds
-        // (`need <= capacity - at` because a record that doesn't fit before the end
-        // starts at 0 and `need <= capacity / 2`).
-        let record = unsafe { self.shared.buffer.slice_mut(at, need) };
-        let (header, payload) = record.split_at_mut(HEADER);
+        // SAFETY: the record's header slot is free space claimed by the reservation.
+        let header = unsafe { self.shared.buffer.slice_mut(reservation.at, HEADER) };
         write_header(header, len as u32, 0);
-        fill(&mut payload[..len]);
         self.tail = self.tail.wrapping_add(total);
         // Release: the record's bytes are visible to whoever Acquires this tail.
         self.shared.tail.store(self.tail, Release);
-        Ok(())
     }
 
     /// Asks the consumer to report freed room: after this, [`Consumer::take_producer_waiting`]
@@ -250,6 +320,44 @@ mod tests {
         assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![4; 8]));
         assert_eq!(c.pop_with(|r| r.to_vec()), Some(vec![5; 24]));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_reservation_commits_less_than_it_claimed_or_is_abandoned() {
+        let (mut p, mut c) = channel(64);
+        // Claim 24, write 5: the record takes 8 + 8 bytes, not 8 + 24.
+        let r = p.try_reserve(24).unwrap();
+        assert_eq!(r.max_len(), 24);
+        p.reserved(&r)[..5].copy_from_slice(b"hello");
+        p.commit(r, 5);
+        assert_eq!(c.pop_with(|b| b.to_vec()), Some(b"hello".to_vec()));
+        // Abandoned: nothing is published, and the room is claimed again.
+        let r = p.try_reserve(24).unwrap();
+        p.reserved(&r).fill(9);
+        drop(r);
+        assert!(c.is_empty());
+        // Move to offset 48, where a 24-byte claim needs a SKIP.
+        p.try_push_with(24, |b| b.fill(1)).unwrap(); // 16..48
+        assert_eq!(c.pop_with(|b| b.len()), Some(24));
+        let r = p.try_reserve(24).unwrap(); // 16 bytes left before the end: SKIP, then 0..32
+        p.reserved(&r)[..3].copy_from_slice(b"abc");
+        p.commit(r, 3);
+        assert_eq!(c.pop_with(|b| b.to_vec()), Some(b"abc".to_vec()));
+        assert!(c.is_empty());
+        // The SKIP and the record were consumed: head and tail meet at offset 16.
+        let r = p.try_reserve(24).unwrap();
+        p.commit(r, 24);
+        assert_eq!(c.pop_with(|b| b.len()), Some(24));
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "stale reservation")]
+    fn a_push_between_reserve_and_commit_is_caught() {
+        let (mut p, _c) = channel(256);
+        let r = p.try_reserve(16).unwrap();
+        p.try_push_with(8, |_| {}).unwrap();
+        p.commit(r, 16);
     }
 
     #[test]

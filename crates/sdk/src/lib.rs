@@ -20,77 +20,37 @@
 //! ringsocket_sdk::export_app!("echo", Echo);
 //! ```
 //!
-//! Every callback runs on the app's own thread. A callback that returns an error or
-//! panics never unwinds into the server: the SDK catches it, the server closes that
-//! client with 1011, and the app keeps serving everyone else.
+//! Every callback runs on the app's own thread, one at a time, so the app's state is
+//! simply `self`. A callback that returns an error or panics never unwinds into the
+//! server: the SDK catches it, logs its text, and closes that client (1011, or the
+//! 4900-series code of a message that failed to parse); the app keeps serving everyone
+//! else. `docs/apps.md` is the full guide.
+
+mod context;
+mod error;
+mod events;
+mod message;
+mod writer;
+
+pub use context::{ClientInfo, Context, ServerConf, To};
+pub use error::{CloseCode, Error};
+pub use events::EventSender;
+pub use message::{Kind, Message, Reader};
+pub use ringsocket_abi;
+pub use writer::Writer;
 
 use ringsocket_abi as abi;
 use std::ffi::{c_char, c_int, c_void};
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
-
-pub use ringsocket_abi;
 
 /// A client's id: unique for the life of the server process, never 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(transparent)]
 pub struct ClientId(pub u64);
 
-/// A message, borrowed from the server's ring for the duration of the callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Message<'a> {
-    /// A text message (valid UTF-8).
-    Text(&'a str),
-    /// A binary message.
-    Binary(&'a [u8]),
-}
-
-impl<'a> Message<'a> {
-    fn raw(self) -> (u32, &'a [u8]) {
-        match self {
-            Message::Text(t) => (abi::RS_UTF8, t.as_bytes()),
-            Message::Binary(b) => (abi::RS_BIN, b),
-        }
-    }
-}
-
-/// Why a host call failed, or a callback's own failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Error {
-    /// The call is not allowed in this callback (e.g. `reply` in a timer).
-    WrongCallback,
-    /// The message is larger than the server's `max_ws_msg_size`.
-    TooBig,
-    /// An argument was invalid (e.g. a close code an app may not use).
-    Invalid,
-    /// The app's own failure; the current client is closed with 1011.
-    App(String),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::WrongCallback => f.write_str("not allowed in this callback"),
-            Error::TooBig => f.write_str("message larger than max_ws_msg_size"),
-            Error::Invalid => f.write_str("invalid argument"),
-            Error::App(msg) => f.write_str(msg),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-fn check(code: c_int) -> Result<(), Error> {
-    match code {
-        abi::RS_OK => Ok(()),
-        abi::RS_ERR_CONTEXT => Err(Error::WrongCallback),
-        abi::RS_ERR_TOO_BIG => Err(Error::TooBig),
-        _ => Err(Error::Invalid),
-    }
-}
-
-/// What an app learns about a client when it connects.
-#[derive(Debug, Clone, Copy)]
+/// What an app learns about a client when it connects. Borrowed for the open callback.
 pub struct OpenInfo<'a> {
     /// The `endpoint_id` of the endpoint it connected to.
     pub endpoint_id: u16,
@@ -98,111 +58,66 @@ pub struct OpenInfo<'a> {
     pub url_path: &'a str,
     /// The negotiated subprotocol, if any.
     pub subprotocol: Option<&'a str>,
+    /// The request target as sent, query included (`/chat?jwt=abc`).
+    pub target: &'a str,
+    /// The query string after `?`, if any.
+    pub query: Option<&'a str>,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// The raw request head (request line and header lines).
+    pub head: &'a str,
 }
 
-/// The handle through which a callback talks to the server.
-pub struct Context<'a> {
-    raw: *mut abi::rs_t,
-    api: &'a abi::rs_host_api,
-}
-
-impl<'a> Context<'a> {
-    /// # Safety
-    /// `raw` must be the live handle the server passed to the current callback.
-    unsafe fn new(raw: *mut abi::rs_t) -> Self {
-        // SAFETY: the server guarantees every rs_t starts with an rs_header whose api
-        // pointer is valid for the life of the process.
-        let api = unsafe { &*(*(raw as *const abi::rs_header)).api };
-        Context { raw, api }
-    }
-
-    fn send(&mut self, target: u32, ids: &[ClientId], msg: Message<'_>) -> Result<(), Error> {
-        let (kind, data) = msg.raw();
-        // SAFETY: `raw` is the live handle; the pointers and lengths describe live slices
-        // (`ClientId` is `repr(transparent)` over u64).
-        check(unsafe {
-            (self.api.send)(
-                self.raw,
-                target,
-                ids.as_ptr().cast(),
-                ids.len(),
-                kind,
-                data.as_ptr().cast(),
-                data.len(),
-            )
+impl<'a> OpenInfo<'a> {
+    /// Every request header as (name, value), in the order sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.head.split("\r\n").skip(1).filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            Some((name, value.trim()))
         })
     }
 
-    /// Sends to the client of the current `open` or `read` callback.
-    ///
-    /// # Errors
-    /// [`Error::WrongCallback`] outside `open`/`read`, [`Error::TooBig`] past the size limit.
-    pub fn reply(&mut self, msg: Message<'_>) -> Result<(), Error> {
-        self.send(abi::RS_TO_CUR, &[], msg)
+    /// The value of request header `name` (any case), e.g. `Cookie`, `Authorization`,
+    /// `User-Agent`, `X-Forwarded-For`.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
+}
 
-    /// Sends to one client (silently dropped if it is gone).
-    ///
-    /// # Errors
-    /// [`Error::TooBig`] past the size limit.
-    pub fn send_to(&mut self, client: ClientId, msg: Message<'_>) -> Result<(), Error> {
-        self.send(abi::RS_TO_SINGLE, &[client], msg)
-    }
+/// A periodic timer whose interval adapts (RingSocket's `RS_TIMER(cb, min, incr, max)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodicTimer {
+    /// First and smallest interval (and the interval again after any client traffic).
+    pub min: Duration,
+    /// What [`TimerNext::Increase`] adds.
+    pub incr: Duration,
+    /// The largest interval.
+    pub max: Duration,
+}
 
-    /// Sends to each of `clients` (duplicates get it once).
-    ///
-    /// # Errors
-    /// [`Error::TooBig`] past the size limit.
-    pub fn send_to_many(&mut self, clients: &[ClientId], msg: Message<'_>) -> Result<(), Error> {
-        self.send(abi::RS_TO_MULTI, clients, msg)
-    }
+impl PeriodicTimer {
+    const STOPPED: PeriodicTimer = PeriodicTimer {
+        min: Duration::ZERO,
+        incr: Duration::ZERO,
+        max: Duration::ZERO,
+    };
+}
 
-    /// Sends to every client of this app.
-    ///
-    /// # Errors
-    /// [`Error::TooBig`] past the size limit.
-    pub fn broadcast(&mut self, msg: Message<'_>) -> Result<(), Error> {
-        self.send(abi::RS_TO_EVERY, &[], msg)
-    }
-
-    /// Sends to every client of this app except those in `except`.
-    ///
-    /// # Errors
-    /// [`Error::TooBig`] past the size limit.
-    pub fn broadcast_except(&mut self, except: &[ClientId], msg: Message<'_>) -> Result<(), Error> {
-        self.send(abi::RS_TO_EVERY_EXCEPT, except, msg)
-    }
-
-    /// Closes a client with `code` (1000, 1001, 1003, 1007–1009, 1011 or 3000–4999) and a
-    /// reason (cut to 123 bytes).
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a code an app may not send.
-    pub fn close(&mut self, client: ClientId, code: u16, reason: &str) -> Result<(), Error> {
-        // SAFETY: live handle; the reason pointer and length describe a live str.
-        check(unsafe {
-            (self.api.close)(
-                self.raw,
-                client.0,
-                code,
-                reason.as_ptr().cast(),
-                reason.len(),
-            )
-        })
-    }
-
-    /// Calls [`App::timer`] once after `delay` (replacing any earlier timer).
-    pub fn set_timer(&mut self, delay: Duration) {
-        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
-        // SAFETY: live handle. set_timer cannot fail for a valid handle.
-        unsafe { (self.api.set_timer)(self.raw, micros) };
-    }
-
-    /// Logs `msg` through the server's logger under this app's name.
-    pub fn log(&mut self, level: log_level::Level, msg: &str) {
-        // SAFETY: live handle; the pointer and length describe a live str.
-        unsafe { (self.api.log)(self.raw, level as c_int, msg.as_ptr().cast(), msg.len()) }
-    }
+/// What a periodic timer callback wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerNext {
+    /// Keep the interval.
+    Hold,
+    /// Back to the minimum.
+    Min,
+    /// Add the increment, up to the maximum.
+    Increase,
+    /// Jump to the maximum.
+    Max,
+    /// Stop (until [`Context::set_periodic`]).
+    Never,
 }
 
 /// Log levels for [`Context::log`].
@@ -222,19 +137,31 @@ pub mod log_level {
     }
 }
 
-/// A ringsocket app. One value lives on the app's thread; the server calls its methods
-/// one at a time.
+/// A ringsocket app. One value lives on the app's thread and is the app's state; the
+/// server calls its methods one at a time, on that thread.
 pub trait App: Sized + 'static {
+    /// A periodic timer started right after [`App::init`], calling [`App::periodic`].
+    const PERIODIC: Option<PeriodicTimer> = None;
+
     /// Builds the app from the `settings` JSON of its `apps[]` entry (`null` if none).
     ///
     /// # Errors
     /// A message saying why the app cannot start; the server refuses to start.
     fn init(settings: &str) -> Result<Self, String>;
 
+    /// Runs once right after [`App::init`], with a context: start threads that post
+    /// events ([`Context::event_sender`]), set timers.
+    ///
+    /// # Errors
+    /// The server refuses to start.
+    fn started(&mut self, _ctx: &mut Context<'_>) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// A client completed the handshake.
     ///
     /// # Errors
-    /// Closes the client with 1011.
+    /// Closes the client ([`Error::close_code`]).
     fn open(
         &mut self,
         _ctx: &mut Context<'_>,
@@ -247,7 +174,8 @@ pub trait App: Sized + 'static {
     /// A complete message from a client.
     ///
     /// # Errors
-    /// Closes the client with 1011.
+    /// Closes the client ([`Error::close_code`]: 4900–4902 for a message that did not
+    /// parse, else 1011).
     fn read(
         &mut self,
         ctx: &mut Context<'_>,
@@ -256,19 +184,46 @@ pub trait App: Sized + 'static {
     ) -> Result<(), Error>;
 
     /// A client is gone; `code` is its close code (1005: none given, 1006: abnormal).
-    fn close(&mut self, _ctx: &mut Context<'_>, _client: ClientId, _code: u16) {}
+    fn close(&mut self, _ctx: &mut Context<'_>, _client: ClientId, _code: CloseCode) {}
 
     /// The delay set with [`Context::set_timer`] has passed.
     fn timer(&mut self, _ctx: &mut Context<'_>) {}
+
+    /// The periodic timer ([`App::PERIODIC`], [`Context::set_periodic`]) fired.
+    fn periodic(&mut self, _ctx: &mut Context<'_>) -> TimerNext {
+        TimerNext::Never
+    }
+
+    /// An event one of the app's threads posted with an [`EventSender`].
+    ///
+    /// # Errors
+    /// Logged.
+    fn event(&mut self, _ctx: &mut Context<'_>, _event: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
-/// Runs `f`, turning a panic or an error into the non-zero status the ABI expects.
-/// Runs a callback body, turning its error or panic into a status code; the error's
-/// text (or the panic message) reaches the server's log under the app's name.
+/// Runs a callback body, turning its error or panic into what the ABI expects. An error
+/// from a message the app could not take closes the current client with its
+/// 4900-series code; any other error, or a panic, is logged (with its text) and gets a
+/// non-zero status, which closes the client with 1011.
 fn guard(rs: *mut abi::rs_t, what: &str, f: impl FnOnce() -> Result<(), Error>) -> c_int {
     let (status, text) = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => return 0,
-        Ok(Err(e)) => (1, format!("{what} failed: {e}")),
+        Ok(Err(e)) => {
+            let code = e.close_code();
+            if code != CloseCode::INTERNAL_ERROR && !rs.is_null() {
+                // SAFETY: `rs` is the live handle of the callback that just returned.
+                let mut ctx = unsafe { Context::new(rs) };
+                if let Some(client) = ctx.current_client() {
+                    let reason: String = e.to_string().chars().take(100).collect();
+                    if ctx.close(client, code, &reason).is_ok() {
+                        return 0;
+                    }
+                }
+            }
+            (1, format!("{what} failed: {e}"))
+        }
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -304,11 +259,25 @@ unsafe extern "C" fn init_shim<A: App>(
         // SAFETY: the server passes `len` bytes of UTF-8 JSON at `settings`.
         let bytes = unsafe { std::slice::from_raw_parts(settings.cast::<u8>(), len) };
         let settings = std::str::from_utf8(bytes).map_err(|_| Error::Invalid)?;
-        let app = A::init(settings).map_err(Error::App)?;
+        let mut app = Box::new(A::init(settings).map_err(Error::App)?);
+        // SAFETY: `rs` is the live handle.
+        let mut ctx = unsafe { Context::new(rs) };
+        app.started(&mut ctx)?;
         // SAFETY: `state` points at the server's state slot.
-        unsafe { *state = Box::into_raw(Box::new(app)).cast() };
+        unsafe { *state = Box::into_raw(app).cast() };
         Ok(())
     })
+}
+
+/// # Safety
+/// `ptr..ptr+len` must be a live UTF-8 string, or `ptr` NULL (the server guarantees it).
+unsafe fn raw_str<'a>(ptr: *const c_char, len: usize) -> Option<&'a str> {
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: per this function's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    std::str::from_utf8(bytes).ok()
 }
 
 unsafe extern "C" fn open_shim<A: App>(
@@ -318,30 +287,32 @@ unsafe extern "C" fn open_shim<A: App>(
     info: *const abi::rs_open_info,
 ) -> c_int {
     guard(rs, "open callback", || {
-        // SAFETY: the server passes a live info whose strings are valid UTF-8 slices.
+        // SAFETY: the server passes a live v2 info whose strings are UTF-8 slices that
+        // live until this callback returns.
         let info = unsafe { &*info };
-        // SAFETY: as above.
-        let url_path = unsafe { raw_str(info.url_path, info.url_path_len) };
-        let subprotocol =
-            // SAFETY: as above.
-            (!info.subprotocol.is_null()).then(|| unsafe { raw_str(info.subprotocol, info.subprotocol_len) });
+        // SAFETY: as above, for each string.
+        let (url_path, subprotocol, target, query, head) = unsafe {
+            (
+                raw_str(info.url_path, info.url_path_len).unwrap_or_default(),
+                raw_str(info.subprotocol, info.subprotocol_len),
+                raw_str(info.target, info.target_len).unwrap_or_default(),
+                raw_str(info.query, info.query_len),
+                raw_str(info.head, info.head_len).unwrap_or_default(),
+            )
+        };
         let info = OpenInfo {
             endpoint_id: info.endpoint_id,
             url_path,
             subprotocol,
+            target,
+            query,
+            peer: context::socket_addr(&info.peer),
+            head,
         };
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
         app.open(&mut ctx, ClientId(client), &info)
     })
-}
-
-/// # Safety
-/// `ptr..ptr+len` must be a live UTF-8 string (the server guarantees it).
-unsafe fn raw_str<'a>(ptr: *const c_char, len: usize) -> &'a str {
-    // SAFETY: per this function's contract.
-    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
-    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 unsafe extern "C" fn read_shim<A: App>(
@@ -375,7 +346,7 @@ unsafe extern "C" fn close_shim<A: App>(
     guard(rs, "close callback", || {
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
-        app.close(&mut ctx, ClientId(client), code);
+        app.close(&mut ctx, ClientId(client), CloseCode(code));
         Ok(())
     })
 }
@@ -389,6 +360,41 @@ unsafe extern "C" fn timer_shim<A: App>(rs: *mut abi::rs_t, state: *mut c_void) 
     })
 }
 
+unsafe extern "C" fn periodic_shim<A: App>(rs: *mut abi::rs_t, state: *mut c_void) -> c_int {
+    let mut next = TimerNext::Hold;
+    let status = guard(rs, "periodic timer callback", || {
+        // SAFETY: `rs` is the live handle and `state` the app's.
+        let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
+        next = app.periodic(&mut ctx);
+        Ok(())
+    });
+    if status != 0 {
+        return -1;
+    }
+    match next {
+        TimerNext::Hold => abi::RS_TIMER_HOLD,
+        TimerNext::Min => abi::RS_TIMER_MIN,
+        TimerNext::Increase => abi::RS_TIMER_INCR,
+        TimerNext::Max => abi::RS_TIMER_MAX,
+        TimerNext::Never => abi::RS_TIMER_NEVER,
+    }
+}
+
+unsafe extern "C" fn event_shim<A: App>(
+    rs: *mut abi::rs_t,
+    state: *mut c_void,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    guard(rs, "event callback", || {
+        // SAFETY: the server passes `len` live bytes at `data`.
+        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+        // SAFETY: `rs` is the live handle and `state` the app's.
+        let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
+        app.event(&mut ctx, bytes)
+    })
+}
+
 unsafe extern "C" fn destroy_shim<A: App>(state: *mut c_void) {
     if state.is_null() {
         return;
@@ -398,8 +404,21 @@ unsafe extern "C" fn destroy_shim<A: App>(state: *mut c_void) {
     let _ = catch_unwind(AssertUnwindSafe(move || drop(app)));
 }
 
+const fn micros(d: Duration) -> u64 {
+    let us = d.as_micros();
+    if us > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        us as u64
+    }
+}
+
 /// Builds the descriptor for `A`; use [`export_app!`] rather than calling this.
 pub const fn descriptor<A: App>(name: &'static std::ffi::CStr) -> abi::rs_app_descriptor {
+    let periodic = match A::PERIODIC {
+        Some(p) => p,
+        None => PeriodicTimer::STOPPED,
+    };
     abi::rs_app_descriptor {
         magic: abi::RS_ABI_MAGIC,
         abi_version: abi::RS_ABI_VERSION,
@@ -412,6 +431,11 @@ pub const fn descriptor<A: App>(name: &'static std::ffi::CStr) -> abi::rs_app_de
         close: Some(close_shim::<A>),
         timer: Some(timer_shim::<A>),
         destroy: Some(destroy_shim::<A>),
+        event: Some(event_shim::<A>),
+        periodic: Some(periodic_shim::<A>),
+        periodic_min_us: micros(periodic.min),
+        periodic_incr_us: micros(periodic.incr),
+        periodic_max_us: micros(periodic.max),
     }
 }
 

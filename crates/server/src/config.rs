@@ -191,6 +191,13 @@ pub struct AppConfig {
     /// Don't call the app's close callback.
     #[serde(default)]
     pub no_close_cb: bool,
+    /// Events the app's queue holds for `rs_post_event` (posts beyond fail with
+    /// `RS_ERR_FULL`).
+    #[serde(default = "defaults::event_queue_len")]
+    pub event_queue_len: u32,
+    /// The largest event, in bytes.
+    #[serde(default = "defaults::max_event_size")]
+    pub max_event_size: u32,
 
     /// RingSocket 1 tuning key, no longer used.
     #[serde(default)]
@@ -225,6 +232,14 @@ mod defaults {
     pub(super) fn fd_alloc_c() -> u32 {
         10_000
     }
+    pub(super) fn event_queue_len() -> u32 {
+        4096
+    }
+
+    pub(super) fn max_event_size() -> u32 {
+        64 * 1024
+    }
+
     pub(super) fn max_ws_msg_size() -> u64 {
         16 << 20
     }
@@ -625,6 +640,22 @@ impl Config {
                 return err(
                     format!("apps[{a}].name"),
                     format!("'{}' is used by another app", app.name),
+                );
+            }
+            if !(1..=1 << 20).contains(&app.event_queue_len) {
+                return err(
+                    format!("apps[{a}].event_queue_len"),
+                    format!("{} is outside 1..=1048576", app.event_queue_len),
+                );
+            }
+            if app.max_event_size as usize > crate::app::EVENT_HEAP_LIMIT {
+                return err(
+                    format!("apps[{a}].max_event_size"),
+                    format!(
+                        "{} is more than the {} bytes an event queue holds",
+                        app.max_event_size,
+                        crate::app::EVENT_HEAP_LIMIT
+                    ),
                 );
             }
             if app.endpoints.len() > usize::from(u16::MAX) {

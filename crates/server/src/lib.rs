@@ -209,7 +209,10 @@ impl Prepared {
                 app.clone(),
                 endpoints_of(&plan, a, app),
                 wiring,
-                plan.max_app_message,
+                &app::ServerFacts {
+                    max_msg: plan.max_app_message,
+                    app_count: config.apps.len(),
+                },
                 stop.clone(),
             ));
             app_sleeps.push(sleep);

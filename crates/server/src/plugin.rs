@@ -32,23 +32,74 @@ pub enum PluginError {
         magic: u32,
     },
     /// The plugin was built for another ABI version.
-    #[error("{}: plugin built for app ABI version {found}, but this ringsocket loads version {} only; rebuild it against this ringsocket's ringsocket.h / ringsocket-sdk", path.display(), abi::RS_ABI_VERSION)]
+    #[error("{}: plugin built for app ABI version {found}, but this ringsocket loads versions {} to {}; rebuild it against this ringsocket's ringsocket.h / ringsocket-sdk", path.display(), abi::RS_ABI_MIN_VERSION, abi::RS_ABI_VERSION)]
     WrongVersion {
         /// The plugin path.
         path: PathBuf,
         /// The version the plugin declares.
         found: u32,
     },
-    /// The descriptor's size field is smaller than version 1's.
-    #[error("{}: app descriptor declares size {found}, smaller than the {expected} bytes of ABI version 1", path.display())]
+    /// The descriptor's size field is smaller than its version's.
+    #[error("{}: app descriptor declares size {found}, smaller than the {expected} bytes of ABI version {version}", path.display())]
     Truncated {
         /// The plugin path.
         path: PathBuf,
         /// The declared size.
         found: u32,
-        /// The size of `rs_app_descriptor`.
+        /// The size of that version's `rs_app_descriptor`.
         expected: usize,
+        /// The version it declares.
+        version: u32,
     },
+}
+
+/// The periodic timer a descriptor asks for (ABI v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeriodicSpec {
+    /// First and smallest interval.
+    pub min: std::time::Duration,
+    /// What `RS_TIMER_INCR` adds.
+    pub incr: std::time::Duration,
+    /// Largest interval.
+    pub max: std::time::Duration,
+}
+
+impl PeriodicSpec {
+    /// The spec from microseconds; `None` when `min_us` is 0 (no timer).
+    pub fn from_micros(min_us: u64, incr_us: u64, max_us: u64) -> Option<PeriodicSpec> {
+        use std::time::Duration;
+        (min_us > 0).then(|| PeriodicSpec {
+            min: Duration::from_micros(min_us),
+            incr: Duration::from_micros(incr_us),
+            max: Duration::from_micros(max_us.max(min_us)),
+        })
+    }
+}
+
+/// A plugin's callbacks, read from its descriptor once at load: a version-1 plugin has
+/// none of version 2's.
+#[derive(Debug, Clone, Copy)]
+pub struct Callbacks {
+    /// The ABI version the plugin was built for.
+    pub version: u32,
+    /// `init`.
+    pub init: Option<abi::rs_init_cb>,
+    /// `open`.
+    pub open: Option<abi::rs_open_cb>,
+    /// `read`.
+    pub read: Option<abi::rs_read_cb>,
+    /// `close`.
+    pub close: Option<abi::rs_close_cb>,
+    /// `timer` (one-shot).
+    pub timer: Option<abi::rs_timer_cb>,
+    /// `destroy`.
+    pub destroy: Option<abi::rs_destroy_cb>,
+    /// `event` (v2).
+    pub event: Option<abi::rs_event_cb>,
+    /// `periodic` (v2).
+    pub periodic: Option<abi::rs_periodic_cb>,
+    /// The periodic timer to start after init (v2).
+    pub periodic_spec: Option<PeriodicSpec>,
 }
 
 /// A loaded plugin. The library stays loaded as long as this value lives, and the
@@ -56,15 +107,9 @@ pub enum PluginError {
 pub struct Plugin {
     /// Where it was loaded from.
     pub path: PathBuf,
-    descriptor: *const abi::rs_app_descriptor,
+    callbacks: Callbacks,
     _library: Library,
 }
-
-// SAFETY: the descriptor is immutable static data inside the library, which `Plugin`
-// keeps loaded; its callbacks are only ever invoked from the app's one thread.
-unsafe impl Send for Plugin {}
-// SAFETY: as above: shared access only reads the immutable descriptor.
-unsafe impl Sync for Plugin {}
 
 impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,7 +141,7 @@ impl Plugin {
             // SAFETY: as above, only the address is looked up.
             let legacy = unsafe { library.get::<*const u8>(abi::LEGACY_SYMBOL) }.is_ok();
             let hint = if legacy {
-                " (it exports `ringsocket_app`: it is an app for the original C RingSocket, whose ABI ringsocket does not load)"
+                " (it exports `ringsocket_app`: it is an app built for the original C RingSocket, whose binaries ringsocket does not load; rebuild its source with `-I` to ringsocket's include/ringsocket1 directory, see docs/apps.md)"
             } else {
                 ""
             };
@@ -124,33 +169,73 @@ impl Plugin {
                 magic,
             });
         }
-        if version != abi::RS_ABI_VERSION {
+        if !(abi::RS_ABI_MIN_VERSION..=abi::RS_ABI_VERSION).contains(&version) {
             return Err(PluginError::WrongVersion {
                 path: path.to_path_buf(),
                 found: version,
             });
         }
-        // SAFETY: version 1 guarantees the third word is the declared size.
-        let size = unsafe { descriptor.cast::<u32>().add(2).read_unaligned() };
-        let expected = std::mem::size_of::<abi::rs_app_descriptor>();
-        if (size as usize) < expected {
+        // SAFETY: every version puts the declared size in the third word.
+        let size = unsafe { descriptor.cast::<u32>().add(2).read_unaligned() } as usize;
+        let expected = if version == 1 {
+            abi::V1_DESCRIPTOR_SIZE
+        } else {
+            std::mem::size_of::<abi::rs_app_descriptor>()
+        };
+        if size < expected {
             return Err(PluginError::Truncated {
                 path: path.to_path_buf(),
-                found: size,
+                found: size as u32,
                 expected,
+                version,
             });
         }
+        // SAFETY: the descriptor is at least `expected` bytes of its version's layout,
+        // which is a prefix of `rs_app_descriptor`; only fields inside it are read.
+        let callbacks = unsafe { read_callbacks(descriptor, version) };
         Ok(Plugin {
             path: path.to_path_buf(),
-            descriptor,
+            callbacks,
             _library: library,
         })
     }
 
-    /// The plugin's descriptor.
-    pub fn descriptor(&self) -> &abi::rs_app_descriptor {
-        // SAFETY: checked in `load` to be a version-1 descriptor of full size, inside
-        // the library that `self` keeps loaded.
-        unsafe { &*self.descriptor }
+    /// The plugin's callbacks.
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
+    }
+}
+
+/// Copies the callbacks out of a descriptor of `version`.
+///
+/// # Safety
+/// `d` must point at a descriptor of that version, at least as large as its layout.
+unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Callbacks {
+    use std::ptr::addr_of;
+    // SAFETY: every field read is inside the version's prefix (the v2 fields only for
+    // version 2), per this function's contract; unaligned reads cost nothing here.
+    unsafe {
+        let mut c = Callbacks {
+            version,
+            init: addr_of!((*d).init).read_unaligned(),
+            open: addr_of!((*d).open).read_unaligned(),
+            read: addr_of!((*d).read).read_unaligned(),
+            close: addr_of!((*d).close).read_unaligned(),
+            timer: addr_of!((*d).timer).read_unaligned(),
+            destroy: addr_of!((*d).destroy).read_unaligned(),
+            event: None,
+            periodic: None,
+            periodic_spec: None,
+        };
+        if version >= 2 {
+            c.event = addr_of!((*d).event).read_unaligned();
+            c.periodic = addr_of!((*d).periodic).read_unaligned();
+            c.periodic_spec = PeriodicSpec::from_micros(
+                addr_of!((*d).periodic_min_us).read_unaligned(),
+                addr_of!((*d).periodic_incr_us).read_unaligned(),
+                addr_of!((*d).periodic_max_us).read_unaligned(),
+            );
+        }
+        c
     }
 }

@@ -92,8 +92,9 @@ pub enum Delivery {
 /// What a session tells its app (the worker turns these into ring records).
 pub trait AppEvents {
     /// The client completed the upgrade on `route`, with the subprotocol at this index
-    /// of `route.subprotocols` selected, if any.
-    fn open(&mut self, route: &Route, protocol: Option<usize>);
+    /// of `route.subprotocols` selected, if any; `head` is its request head (request
+    /// line and header lines, up to the blank line).
+    fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8]);
     /// The client sent a complete message.
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery;
     /// The client is gone for the app: no more messages will come, and nothing the app
@@ -532,7 +533,7 @@ impl Session {
                 self.rx = Receiver::new(limits.max_message);
                 self.release_when_drained = true;
                 self.enter(Phase::Open, now, limits);
-                app.open(route, protocol);
+                app.open(route, protocol, &buf[..len]);
                 len + self.frames(limits, now, &mut buf[len..], app)
             }
             Err(e) => {

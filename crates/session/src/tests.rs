@@ -19,7 +19,7 @@ struct App {
 }
 
 impl AppEvents for App {
-    fn open(&mut self, route: &Route, protocol: Option<usize>) {
+    fn open(&mut self, route: &Route, protocol: Option<usize>, _head: &[u8]) {
         self.seen.push(Seen::Open(route.endpoint.0, protocol));
     }
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {

@@ -33,7 +33,7 @@ struct App {
 }
 
 impl AppEvents for App {
-    fn open(&mut self, _: &Route, _: Option<usize>) {
+    fn open(&mut self, _: &Route, _: Option<usize>, _: &[u8]) {
         assert!(!self.opened, "opened twice");
         self.opened = true;
     }

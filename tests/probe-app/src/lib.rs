@@ -13,12 +13,26 @@
 //! | `timer MS` | after MS milliseconds, sends "tick N" to every client (N counts the timer callbacks) |
 //! | `panic` / `error` | panics / returns an error (the client gets 1011) |
 //! | `badsend` | tries a close code an app may not use and replies with the result |
+//! | `info ID` | replies `info PEER ENDPOINT_ID` for client ID, or `info NotFound` |
+//! | `write N` | writes N bytes (`a`..`z` repeating) with the in-place writer, sends them back |
+//! | `wall TEXT` / `wexcept ID TEXT` | the writer's TEXT to every client / all but ID |
+//! | `wmulti ID,ID,.. TEXT` | the writer's TEXT to each listed client |
+//! | `post TEXT` | a new thread posts TEXT as an event; the event callback broadcasts `event TEXT` |
+//!
+//! A binary message starting with `TYPD` is read with the typed reader: `TYPD, u32 BE n,
+//! n bytes` replies `typed n`; any other length closes with 4900 (the SDK's typed error).
 //!
 //! Settings: `{"fail_init": true}` makes init fail; `{"read_delay_us": N}` sleeps N µs
 //! in every read (a slow app, to fill the inbound ring); `{"log_close": true}` tells
-//! every remaining client `closed ID CODE` when a client goes.
+//! every remaining client `closed ID CODE` when a client goes; `{"log_open": true}`
+//! replies `open ID ENDPOINT PATH PROTOCOL` and then `meta TARGET|QUERY|PEER|UA|COOKIE`
+//! to each new client; `{"periodic": [MIN_MS, INCR_MS, MAX_MS]}` starts a periodic timer
+//! that broadcasts `periodic N` and returns Increase, three times, then Never;
+//! `{"echo_writer": true}` echoes binary messages through the in-place writer.
 
-use ringsocket_sdk::{App, ClientId, Context, Error, Message, OpenInfo};
+use ringsocket_sdk::{
+    App, ClientId, CloseCode, Context, Error, Kind, Message, OpenInfo, PeriodicTimer, TimerNext, To,
+};
 use std::time::Duration;
 
 /// The probe's state.
@@ -28,6 +42,11 @@ pub struct Probe {
     log_open: bool,
     /// Timer callbacks so far.
     ticks: u32,
+    /// Echo binary messages through the in-place writer rather than `reply`.
+    echo_writer: bool,
+    /// Periodic timer callbacks so far.
+    periodic_calls: u32,
+    periodic: Option<PeriodicTimer>,
 }
 
 fn ids(list: &str) -> Vec<ClientId> {
@@ -48,7 +67,37 @@ impl App for Probe {
             log_close: v["log_close"].as_bool().unwrap_or(false),
             log_open: v["log_open"].as_bool().unwrap_or(false),
             ticks: 0,
+            echo_writer: v["echo_writer"].as_bool().unwrap_or(false),
+            periodic_calls: 0,
+            periodic: v["periodic"].as_array().map(|ms| {
+                let ms = |i: usize| Duration::from_millis(ms[i].as_u64().unwrap_or(10));
+                PeriodicTimer {
+                    min: ms(0),
+                    incr: ms(1),
+                    max: ms(2),
+                }
+            }),
         })
+    }
+
+    fn started(&mut self, ctx: &mut Context<'_>) -> Result<(), Error> {
+        ctx.set_periodic(self.periodic);
+        Ok(())
+    }
+
+    fn periodic(&mut self, ctx: &mut Context<'_>) -> TimerNext {
+        self.periodic_calls += 1;
+        let _ = ctx.broadcast(Message::Text(&format!("periodic {}", self.periodic_calls)));
+        if self.periodic_calls < 3 {
+            TimerNext::Increase
+        } else {
+            TimerNext::Never
+        }
+    }
+
+    fn event(&mut self, ctx: &mut Context<'_>, event: &[u8]) -> Result<(), Error> {
+        let text = String::from_utf8_lossy(event);
+        ctx.broadcast(Message::Text(&format!("event {text}")))
     }
 
     fn open(
@@ -66,6 +115,15 @@ impl App for Probe {
                 info.subprotocol.unwrap_or("-")
             );
             ctx.reply(Message::Text(&msg))?;
+            let meta = format!(
+                "meta {}|{}|{}|{}|{}",
+                info.target,
+                info.query.unwrap_or("-"),
+                info.peer.map_or("-".into(), |p| p.to_string()),
+                info.header("user-agent").unwrap_or("-"),
+                info.header("Cookie").unwrap_or("-"),
+            );
+            ctx.reply(Message::Text(&meta))?;
         }
         Ok(())
     }
@@ -80,6 +138,19 @@ impl App for Probe {
             std::thread::sleep(self.read_delay);
         }
         let Message::Text(text) = msg else {
+            if msg.bytes().starts_with(b"TYPD") {
+                let mut r = msg.binary()?;
+                r.bytes(4)?;
+                let n = r.u32_be()?;
+                r.bytes(n as usize)?;
+                r.finish()?;
+                return ctx.reply(Message::Text(&format!("typed {n}")));
+            }
+            if self.echo_writer {
+                let mut w = ctx.writer();
+                w.put(msg.bytes());
+                return w.send(To::Current, Kind::Binary);
+            }
             return ctx.reply(msg);
         };
         let (cmd, rest) = text.split_once(' ').unwrap_or((text, ""));
@@ -90,9 +161,9 @@ impl App for Probe {
             "multi" => ctx.send_to_many(&ids(arg), Message::Text(tail)),
             "all" => ctx.broadcast(Message::Text(rest)),
             "except" => ctx.broadcast_except(&ids(arg), Message::Text(tail)),
-            "close" => ctx.close(client, arg.parse().unwrap_or(4000), "bye"),
+            "close" => ctx.close(client, CloseCode(arg.parse().unwrap_or(4000)), "bye"),
             "closesend" => {
-                ctx.close(client, 4001, "bye")?;
+                ctx.close(client, CloseCode(4001), "bye")?;
                 ctx.reply(Message::Text("sent after the close"))
             }
             "burst" => {
@@ -112,16 +183,59 @@ impl App for Probe {
             "panic" => panic!("the probe was asked to panic"),
             "error" => Err(Error::App("the probe was asked to fail".into())),
             "badsend" => {
-                let result = ctx.close(client, 1005, "");
+                let result = ctx.close(client, CloseCode(1005), "");
                 ctx.reply(Message::Text(&format!("{result:?}")))
+            }
+            "info" => {
+                let reply = match ctx.client_info(ClientId(arg.parse().unwrap_or(0))) {
+                    Some(i) => format!(
+                        "info {} {}",
+                        i.peer.map_or("-".into(), |p| p.to_string()),
+                        i.endpoint_id
+                    ),
+                    None => "info NotFound".into(),
+                };
+                ctx.reply(Message::Text(&reply))
+            }
+            "write" => {
+                let n: usize = arg.parse().unwrap_or(0);
+                let mut w = ctx.writer();
+                for i in 0..n {
+                    w.put_u8(b'a' + (i % 26) as u8);
+                }
+                w.send(To::Current, Kind::Text)
+            }
+            "wall" => {
+                let mut w = ctx.writer();
+                w.put_str(rest);
+                w.send(To::Every, Kind::Text)
+            }
+            "wexcept" => {
+                let except = [ClientId(arg.parse().unwrap_or(0))];
+                let mut w = ctx.writer();
+                w.put_str(tail);
+                w.send(To::EveryExcept(&except), Kind::Text)
+            }
+            "wmulti" => {
+                let to = ids(arg);
+                let mut w = ctx.writer();
+                w.put_str(tail);
+                w.send(To::Clients(&to), Kind::Text)
+            }
+            "post" => {
+                let sender = ctx.event_sender();
+                let text = rest.to_string();
+                std::thread::spawn(move || sender.post(text.as_bytes()))
+                    .join()
+                    .map_err(|_| Error::App("poster panicked".into()))?
             }
             _ => ctx.reply(msg),
         }
     }
 
-    fn close(&mut self, ctx: &mut Context<'_>, client: ClientId, code: u16) {
+    fn close(&mut self, ctx: &mut Context<'_>, client: ClientId, code: CloseCode) {
         if self.log_close {
-            let _ = ctx.broadcast(Message::Text(&format!("closed {} {code}", client.0)));
+            let _ = ctx.broadcast(Message::Text(&format!("closed {} {}", client.0, code.0)));
         }
     }
 

@@ -2,6 +2,7 @@
 
 use super::inbox::AppInbox;
 use crate::records::{ClientId, Inbound, LargeMessage, Payload};
+use mio::net::TcpStream;
 use ringsocket_proto::{CloseCode, HandshakeError, MessageKind, ProtocolError};
 use ringsocket_session::{AppEvents, AppIndex, Delivery, Message, Route};
 
@@ -20,6 +21,8 @@ pub(crate) struct ToApp<'a> {
     pub(crate) closed: bool,
     /// Set when a message went to the backlog: stop reading the connection.
     pub(crate) paused: bool,
+    /// The connection's socket, where a handshake may complete (for the peer address).
+    pub(crate) stream: Option<&'a TcpStream>,
 }
 
 /// Hands out a worker's client ids: never 0, never reused.
@@ -37,13 +40,15 @@ impl IdSource {
 }
 
 impl<'a> ToApp<'a> {
-    /// The events of connection `key` (known as `client` of `app` once open).
+    /// The events of connection `key` (known as `client` of `app` once open). Only
+    /// calls that may complete a handshake pass the `stream`.
     pub(crate) fn new(
         inboxes: &'a mut [AppInbox],
         ids: &'a mut IdSource,
         key: usize,
         client: ClientId,
         app: AppIndex,
+        stream: Option<&'a TcpStream>,
     ) -> ToApp<'a> {
         ToApp {
             inboxes,
@@ -54,19 +59,30 @@ impl<'a> ToApp<'a> {
             opened: false,
             closed: false,
             paused: false,
+            stream,
         }
     }
 }
 
 impl AppEvents for ToApp<'_> {
-    fn open(&mut self, route: &Route, protocol: Option<usize>) {
+    fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8]) {
         self.client = self.ids.next();
         self.app = route.app;
         self.opened = true;
-        self.inboxes[route.app.index()].push(Inbound::Open {
+        let inbox = &mut self.inboxes[route.app.index()];
+        // Once per connection: the app keeps the address for rs_client_info.
+        let peer = self.stream.and_then(|s| s.peer_addr().ok());
+        let head = if head.len() <= inbox.inline_max {
+            Payload::Inline(head)
+        } else {
+            Payload::Large(LargeMessage::owned(head.to_vec()))
+        };
+        inbox.push(Inbound::Open {
             client: self.client,
             endpoint: route.endpoint,
             protocol: protocol.map(|p| p as u16),
+            peer,
+            head,
         });
     }
 

@@ -282,7 +282,14 @@ impl Worker {
         f: impl FnOnce(&mut Session, Tick, &SessionConfig, &mut ToApp<'_>) -> R,
     ) -> Option<R> {
         let conn = self.conns.get_mut(key)?;
-        let mut events = ToApp::new(&mut self.inboxes, &mut self.ids, key, conn.id, conn.app);
+        let mut events = ToApp::new(
+            &mut self.inboxes,
+            &mut self.ids,
+            key,
+            conn.id,
+            conn.app,
+            Some(&conn.stream),
+        );
         let result = f(&mut conn.session, self.tick, &self.config, &mut events);
         let (opened, paused) = (events.opened, events.paused);
         let (client, app) = (events.client, events.app);

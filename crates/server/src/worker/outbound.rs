@@ -61,7 +61,7 @@ impl Apply<'_> {
                 };
                 let conn = &mut self.conns[key];
                 if conn.app == app {
-                    let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, app);
+                    let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, app, None);
                     conn.session
                         .app_close(frame_payload, self.now, self.limits, &mut events);
                     self.unsettled.push(key);
@@ -109,7 +109,7 @@ impl Apply<'_> {
             }
             Sent::Overflowed => {
                 log::debug!("client {} exceeded the outbound buffer cap", conn.id.0);
-                let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app);
+                let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app, None);
                 conn.session
                     .close_overflowed(self.now, self.limits, &mut events);
                 self.unsettled.push(key);
@@ -141,7 +141,7 @@ impl Apply<'_> {
                 "buffered bytes over max_buffered_bytes: dropping client {} (holds {held} bytes)",
                 conn.id.0
             );
-            let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app);
+            let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app, None);
             let code = CloseCode::TRY_AGAIN_LATER;
             if conn.session.unsent() == 0 && conn.session.is_open() {
                 let reason = "server memory budget";

@@ -1,0 +1,575 @@
+//! The `rs_t` behind every callback's handle, and the host API a plugin calls through
+//! it: sending (a copied buffer, or a message written in place: see `writer.rs`),
+//! closing, client metadata, timers, events and logging.
+//!
+//! Every host call validates its arguments and returns an `RS_ERR_*` rather than
+//! trusting the plugin: NULL pointers with lengths, unknown kinds and targets, codes
+//! an app may not send, clients that are not the app's.
+
+use super::clients::Clients;
+use super::events::EventQueue;
+use super::periodic::Periodic;
+use crate::records::{ClientId, IdList, LargeMessage, Outbound, OutboundTx, Payload, Targets};
+use crate::WorkerLink;
+use ringsocket_abi as abi;
+use ringsocket_proto::{CloseCode, MessageKind, RequestHead};
+use ringsocket_records::Draft;
+use ringsocket_ring::SleepState;
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Which callback is running, for the host API's context checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Callback {
+    None,
+    Init,
+    Open,
+    Read,
+    Close,
+    Timer,
+    Event,
+}
+
+/// Who gets a message on one worker, while a send is being planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Share {
+    /// Nobody there.
+    Nobody,
+    /// The ids in that worker's scratch list.
+    Listed,
+    /// Everyone but the ids in that worker's scratch list.
+    AllBut,
+}
+
+/// Where the message being written (`rs_w_*`) lives.
+pub(crate) enum Written {
+    /// Nothing written yet.
+    Nothing,
+    /// In place, in a record reserved in worker `worker`'s outbound ring.
+    Draft { worker: usize, draft: Draft },
+    /// In [`HostCtx::spill`] (too large for a reservation, or the ring was full).
+    Spilled,
+}
+
+/// The app thread's side of every host call. `repr(C)` with the ABI header first, so C
+/// code reaches the API table and the writer's fields.
+#[repr(C)]
+pub(crate) struct HostCtx {
+    pub(crate) header: abi::rs_header,
+    pub(crate) name: String,
+    pub(crate) outbound: Vec<OutboundTx>,
+    pub(crate) workers: Vec<Arc<WorkerLink>>,
+    pub(crate) sleep: Arc<SleepState>,
+    /// Workers that got records since they were last woken.
+    dirty: Vec<bool>,
+    /// Per-worker scratch lists of ids (reused: no allocation per send).
+    scratch: Vec<Vec<u64>>,
+    shares: Vec<Share>,
+    pub(crate) current: ClientId,
+    pub(crate) callback: Callback,
+    /// The one-shot timer's deadline.
+    pub(crate) timer: Option<Instant>,
+    pub(crate) periodic: Option<Periodic>,
+    pub(crate) max_msg: usize,
+    /// The message being written.
+    pub(crate) written: Written,
+    /// A write failed (too big): the next `to` fails and discards the message.
+    pub(crate) write_failed: bool,
+    /// Heap room for a written message that left (or never got) its reservation.
+    pub(crate) spill: Vec<u8>,
+    pub(crate) clients: Clients,
+    /// The request head of the client being opened, during its open callback.
+    pub(crate) open_head: Option<(*const u8, usize)>,
+    pub(crate) events: Arc<EventQueue>,
+    pub(crate) conf: abi::rs_conf,
+}
+
+/// The API table every handle points at.
+pub(crate) static HOST_API: abi::rs_host_api = abi::rs_host_api {
+    size: std::mem::size_of::<abi::rs_host_api>() as u32,
+    send: host_send,
+    close: host_close,
+    set_timer: host_set_timer,
+    current_client: host_current_client,
+    log: host_log,
+    w_reserve: super::writer::host_w_reserve,
+    to: super::writer::host_to,
+    client_info: host_client_info,
+    header: host_header,
+    set_periodic: host_set_periodic,
+    event_handle: host_event_handle,
+    conf: host_conf,
+};
+
+/// # Safety
+/// `rs` must be the handle the server passed to the running callback.
+pub(crate) unsafe fn ctx<'a>(rs: *mut abi::rs_t) -> &'a mut HostCtx {
+    // SAFETY: every rs_t we hand out is a `*mut HostCtx` (repr(C), header first), owned
+    // by the app thread that is running the callback; nothing else touches it meanwhile.
+    unsafe { &mut *rs.cast::<HostCtx>() }
+}
+
+/// A slice a plugin passed as pointer and length: `None` if the pointer is NULL with a
+/// non-zero length, empty (whatever the pointer) for length 0.
+///
+/// # Safety
+/// A non-NULL `ptr` must point at `len` readable, initialised `T`s that outlive `'a`.
+pub(crate) unsafe fn plugin_slice<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Some(&[]),
+        (true, _) => None,
+        // SAFETY: per this function's contract.
+        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
+    }
+}
+
+unsafe extern "C" fn host_send(
+    rs: *mut abi::rs_t,
+    target: u32,
+    ids: *const u64,
+    id_count: usize,
+    kind: u32,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    // SAFETY: `rs` comes from the plugin, which got it from us for this callback.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `id_count` readable ids and `len` readable bytes.
+    let (ids, data) = unsafe {
+        (
+            plugin_slice(ids, id_count),
+            plugin_slice(data.cast::<u8>(), len),
+        )
+    };
+    match (ids, data) {
+        (Some(ids), Some(data)) => ctx.send(target, ids, kind, data, false),
+        _ => abi::RS_ERR_INVALID,
+    }
+}
+
+unsafe extern "C" fn host_close(
+    rs: *mut abi::rs_t,
+    client: u64,
+    code: u16,
+    reason: *const c_char,
+    len: usize,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `len` readable bytes.
+    let reason = unsafe { plugin_slice(reason.cast::<u8>(), len) };
+    match reason.map(std::str::from_utf8) {
+        Some(Ok(reason)) if CloseCode(code).is_app_allowed() => {
+            ctx.close_client(ClientId(client), CloseCode(code), reason)
+        }
+        _ => abi::RS_ERR_INVALID,
+    }
+}
+
+unsafe extern "C" fn host_set_timer(rs: *mut abi::rs_t, delay_us: u64) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    ctx.timer = Instant::now().checked_add(Duration::from_micros(delay_us));
+    abi::RS_OK
+}
+
+unsafe extern "C" fn host_current_client(rs: *const abi::rs_t) -> u64 {
+    // SAFETY: as in host_send (read-only here).
+    unsafe { (*rs.cast::<HostCtx>()).current.0 }
+}
+
+unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_char, len: usize) {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `len` readable bytes.
+    let Some(msg) = (unsafe { plugin_slice(msg.cast::<u8>(), len) }) else {
+        return;
+    };
+    let msg = String::from_utf8_lossy(msg);
+    let level = match level {
+        abi::RS_LOG_ERROR => log::Level::Error,
+        abi::RS_LOG_WARN => log::Level::Warn,
+        abi::RS_LOG_INFO => log::Level::Info,
+        _ => log::Level::Debug,
+    };
+    log::log!(level, "app {}: {}", ctx.name, msg);
+}
+
+unsafe extern "C" fn host_client_info(
+    rs: *mut abi::rs_t,
+    client: u64,
+    out: *mut abi::rs_client_info,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    if out.is_null() {
+        return abi::RS_ERR_INVALID;
+    }
+    match ctx.clients.get(ClientId(client)) {
+        Some(info) => {
+            // SAFETY: the plugin passes a writable rs_client_info (checked non-NULL).
+            unsafe { out.write_unaligned(*info) };
+            abi::RS_OK
+        }
+        None => abi::RS_ERR_NOT_FOUND,
+    }
+}
+
+unsafe extern "C" fn host_header(
+    rs: *mut abi::rs_t,
+    name: *const c_char,
+    name_len: usize,
+    value_len: *mut usize,
+) -> *const c_char {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `name_len` readable bytes.
+    let name = unsafe { plugin_slice(name.cast::<u8>(), name_len) };
+    let (Some(Ok(name)), Some((head, head_len))) = (name.map(std::str::from_utf8), ctx.open_head)
+    else {
+        return std::ptr::null();
+    };
+    // SAFETY: `open_head` is the open record's head, alive during the open callback
+    // (it is reset when the callback returns).
+    let head = RequestHead(unsafe { std::slice::from_raw_parts(head, head_len) });
+    match head.header(name) {
+        Some(value) => {
+            if !value_len.is_null() {
+                // SAFETY: the plugin passes a writable size_t (checked non-NULL).
+                unsafe { value_len.write_unaligned(value.len()) };
+            }
+            value.as_ptr().cast()
+        }
+        None => std::ptr::null(),
+    }
+}
+
+unsafe extern "C" fn host_set_periodic(
+    rs: *mut abi::rs_t,
+    min_us: u64,
+    incr_us: u64,
+    max_us: u64,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    let Some(spec) = crate::plugin::PeriodicSpec::from_micros(min_us, incr_us, max_us) else {
+        ctx.periodic = None;
+        return abi::RS_OK;
+    };
+    ctx.periodic = Some(Periodic::start(spec, Instant::now()));
+    abi::RS_OK
+}
+
+unsafe extern "C" fn host_event_handle(rs: *mut abi::rs_t) -> *mut abi::rs_event_handle {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    ctx.events.handle()
+}
+
+unsafe extern "C" fn host_conf(rs: *const abi::rs_t) -> *const abi::rs_conf {
+    // SAFETY: as in host_send (read-only here).
+    unsafe { &(*rs.cast::<HostCtx>()).conf }
+}
+
+impl HostCtx {
+    /// A context for an app thread (its header's `api` set, nothing written yet).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        name: String,
+        outbound: Vec<OutboundTx>,
+        workers: Vec<Arc<WorkerLink>>,
+        sleep: Arc<SleepState>,
+        max_msg: usize,
+        events: Arc<EventQueue>,
+        conf: abi::rs_conf,
+    ) -> HostCtx {
+        let n = workers.len();
+        HostCtx {
+            header: abi::rs_header {
+                api: &HOST_API,
+                w_ptr: std::ptr::null_mut(),
+                w_len: 0,
+                w_cap: 0,
+                app_state: std::ptr::null_mut(),
+                cur_client: 0,
+                cur_kind: 0,
+                cur_endpoint_id: 0,
+                log_level: log_level(),
+                reserved: 0,
+            },
+            name,
+            outbound,
+            workers,
+            sleep,
+            dirty: vec![false; n],
+            scratch: vec![Vec::new(); n],
+            shares: vec![Share::Nobody; n],
+            current: ClientId(0),
+            callback: Callback::None,
+            timer: None,
+            periodic: None,
+            max_msg,
+            written: Written::Nothing,
+            write_failed: false,
+            spill: Vec::new(),
+            clients: Clients::default(),
+            open_head: None,
+            events,
+            conf,
+        }
+    }
+
+    /// Sets the client (and its endpoint and message kind) the coming callback is about.
+    #[inline]
+    pub(crate) fn set_current(&mut self, client: ClientId, endpoint_id: u16, kind: u32) {
+        self.current = client;
+        self.header.cur_client = client.0;
+        self.header.cur_endpoint_id = endpoint_id;
+        self.header.cur_kind = kind;
+    }
+
+    /// Sends `data` as one message of `kind` to `target` (an `RS_TO_*` with its ids).
+    /// With `in_place`, `data` is the written message and the draft (if any) becomes
+    /// the record of its own worker.
+    pub(crate) fn send(
+        &mut self,
+        target: u32,
+        ids: &[u64],
+        kind: u32,
+        data: &[u8],
+        in_place: bool,
+    ) -> c_int {
+        let kind = match kind {
+            abi::RS_BIN => MessageKind::Binary,
+            abi::RS_UTF8 => MessageKind::Text,
+            _ => return abi::RS_ERR_INVALID,
+        };
+        if data.len() > self.max_msg {
+            return abi::RS_ERR_TOO_BIG;
+        }
+        if kind == MessageKind::Text && std::str::from_utf8(data).is_err() {
+            return abi::RS_ERR_INVALID;
+        }
+        if let Err(code) = self.plan(target, ids) {
+            return code;
+        }
+        let draft_worker = match (&self.written, in_place) {
+            (Written::Draft { worker, .. }, true) => Some(*worker),
+            _ => None,
+        };
+        // The draft's own worker goes last: the others copy from the draft's bytes,
+        // which must stay unpublished (and so untouched) until then.
+        let mut shared = None;
+        let others = (0..self.outbound.len()).filter(|&w| Some(w) != draft_worker);
+        for w in others.chain(draft_worker) {
+            if let Err(code) = self.deliver(w, kind, data, in_place, &mut shared) {
+                return code;
+            }
+        }
+        abi::RS_OK
+    }
+
+    /// Works out who gets the message on each worker (into `shares` and `scratch`).
+    fn plan(&mut self, target: u32, ids: &[u64]) -> Result<(), c_int> {
+        let workers = self.outbound.len();
+        for list in &mut self.scratch {
+            list.clear();
+        }
+        match target {
+            abi::RS_TO_CUR => {
+                if !matches!(self.callback, Callback::Open | Callback::Read) {
+                    return Err(abi::RS_ERR_CONTEXT);
+                }
+                self.shares.fill(Share::Nobody);
+                let w = self.current.worker();
+                self.shares[w] = Share::Listed;
+                self.scratch[w].push(self.current.0);
+                return Ok(());
+            }
+            abi::RS_TO_EVERY => {
+                self.shares.fill(Share::AllBut);
+                return Ok(());
+            }
+            abi::RS_TO_SINGLE if ids.len() != 1 => return Err(abi::RS_ERR_INVALID),
+            abi::RS_TO_SINGLE | abi::RS_TO_MULTI => self.shares.fill(Share::Nobody),
+            abi::RS_TO_EVERY_EXCEPT => self.shares.fill(Share::AllBut),
+            _ => return Err(abi::RS_ERR_INVALID),
+        }
+        let listed = target != abi::RS_TO_EVERY_EXCEPT;
+        for &id in ids {
+            let w = ClientId(id).worker();
+            if id != 0 && w < workers {
+                self.scratch[w].push(id);
+                if listed {
+                    self.shares[w] = Share::Listed;
+                }
+            }
+        }
+        for list in &mut self.scratch {
+            if list.len() > 1 {
+                list.sort_unstable();
+                list.dedup();
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands worker `w` its share of a planned message: in place into the draft, when
+    /// the draft is that worker's, else as a copied (or shared large) record.
+    fn deliver(
+        &mut self,
+        w: usize,
+        kind: MessageKind,
+        data: &[u8],
+        in_place: bool,
+        shared: &mut Option<Arc<[u8]>>,
+    ) -> Result<(), c_int> {
+        let share = self.shares[w];
+        if share == Share::Nobody {
+            return Ok(());
+        }
+        let list = std::mem::take(&mut self.scratch[w]);
+        let ids = IdList::Ids(&list);
+        let to = if share == Share::Listed {
+            Targets::List(ids)
+        } else {
+            Targets::AllExcept(ids)
+        };
+        let mut result = Ok(());
+        let mut data = data;
+        if in_place {
+            if let Written::Draft { worker, .. } = self.written {
+                if worker == w {
+                    let Written::Draft { draft, .. } =
+                        std::mem::replace(&mut self.written, Written::Nothing)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    match self.outbound[w].finish_draft(draft, kind, to, data.len()) {
+                        Ok(()) => {
+                            self.dirty[w] = true;
+                            self.scratch[w] = list;
+                            return Ok(());
+                        }
+                        // The ids do not fit after the payload: copy it out of the
+                        // abandoned reservation before the ring reuses that room.
+                        Err(_) => data = self.spill_copy(data),
+                    }
+                }
+            }
+        }
+        let payload = self.payload(w, data, shared);
+        let record = Outbound::Send { kind, to, payload };
+        if record.wire_len() > self.outbound[w].max_record_len() {
+            result = Err(abi::RS_ERR_TOO_BIG);
+        } else {
+            self.push(w, record);
+        }
+        self.scratch[w] = list;
+        result
+    }
+
+    /// Copies `data` into the spill buffer and returns the copy (a view that stays valid
+    /// until the spill buffer is next written).
+    fn spill_copy<'s>(&mut self, data: &[u8]) -> &'s [u8] {
+        self.spill.clear();
+        self.spill.extend_from_slice(data);
+        // SAFETY: the spill buffer is only written by the writer, which cannot run
+        // before this send returns; the view does not outlive the send.
+        unsafe { std::slice::from_raw_parts(self.spill.as_ptr(), self.spill.len()) }
+    }
+
+    /// The payload of a message for worker `w`: inline, or a reference to `shared`
+    /// (created from `data` on first use) when the message is large.
+    #[inline]
+    fn payload<'d>(&self, w: usize, data: &'d [u8], shared: &mut Option<Arc<[u8]>>) -> Payload<'d> {
+        if data.len() <= self.outbound[w].inline_max() {
+            return Payload::Inline(data);
+        }
+        let reference = shared.get_or_insert_with(|| Arc::from(data)).clone();
+        Payload::Large(LargeMessage::shared(reference))
+    }
+
+    /// Queues a close frame for `client`.
+    pub(crate) fn close_client(
+        &mut self,
+        client: ClientId,
+        code: CloseCode,
+        reason: &str,
+    ) -> c_int {
+        let w = client.worker();
+        if client.0 == 0 || w >= self.outbound.len() {
+            return abi::RS_ERR_INVALID;
+        }
+        let mut payload = [0u8; 125];
+        let n = ringsocket_proto::close::encode_close_payload(code, reason, &mut payload);
+        self.push(
+            w,
+            Outbound::Close {
+                client,
+                frame_payload: &payload[..n],
+            },
+        );
+        abi::RS_OK
+    }
+
+    /// Appends one record to worker `w`'s ring, waiting (parked, not spinning) while the
+    /// ring is full. A message being written in place in that ring moves out first.
+    pub(crate) fn push(&mut self, w: usize, record: Outbound<'_>) {
+        if matches!(self.written, Written::Draft { worker, .. } if worker == w) {
+            self.evict_draft();
+        }
+        self.dirty[w] = true;
+        let Err(mut record) = self.outbound[w].try_push(record) else {
+            return;
+        };
+        loop {
+            // Full: ask the worker to tell us when it frees room, make sure it is awake
+            // to do so, and sleep until then.
+            self.outbound[w].set_waiting();
+            record = match self.outbound[w].try_push(record) {
+                Ok(()) => return,
+                Err(r) => r,
+            };
+            wake_worker(&self.workers[w]);
+            self.sleep.announce();
+            record = match self.outbound[w].try_push(record) {
+                Ok(()) => {
+                    self.sleep.withdraw();
+                    return;
+                }
+                Err(r) => r,
+            };
+            self.sleep.park(None);
+        }
+    }
+
+    /// Wakes every worker that got records since the last call (if it sleeps).
+    pub(crate) fn wake_dirty_workers(&mut self) {
+        for (w, dirty) in self.dirty.iter_mut().enumerate() {
+            if std::mem::take(dirty) {
+                wake_worker(&self.workers[w]);
+            }
+        }
+    }
+}
+
+/// Wakes a worker if it sleeps.
+pub(crate) fn wake_worker(link: &WorkerLink) {
+    if link.sleep.wake_needed() {
+        if let Err(e) = link.waker.wake() {
+            log::error!("cannot wake a worker: {e}");
+        }
+    }
+}
+
+/// The most detailed `RS_LOG_*` level the logger passes.
+fn log_level() -> u8 {
+    match log::max_level() {
+        log::LevelFilter::Off | log::LevelFilter::Error => abi::RS_LOG_ERROR as u8,
+        log::LevelFilter::Warn => abi::RS_LOG_WARN as u8,
+        log::LevelFilter::Info => abi::RS_LOG_INFO as u8,
+        _ => abi::RS_LOG_DEBUG as u8,
+    }
+}

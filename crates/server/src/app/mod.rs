@@ -1,0 +1,419 @@
+//! App threads: one per app, parked on a futex, draining its inbound rings and its
+//! event queue and calling the plugin's callbacks; and (in the submodules) the host API
+//! those callbacks use.
+
+mod clients;
+mod events;
+mod host;
+mod periodic;
+mod writer;
+
+use crate::config::AppConfig;
+use crate::plugin::Plugin;
+use crate::records::{ClientId, Inbound, InboundRx, Outbound, OutboundTx};
+use crate::WorkerLink;
+use clients::abi_addr;
+use events::EventQueue;
+pub(crate) use events::HEAP_LIMIT as EVENT_HEAP_LIMIT;
+use host::{wake_worker, Callback, HostCtx};
+use periodic::Periodic;
+use ringsocket_abi as abi;
+use ringsocket_proto::{CloseCode, RequestHead};
+use ringsocket_ring::SleepState;
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Records handled from one ring (or events from the queue) before the others get a
+/// turn.
+const BATCH: usize = 256;
+
+/// Static facts about one of the app's endpoints, for the open callback.
+pub(crate) struct EndpointInfo {
+    pub(crate) endpoint_id: u16,
+    pub(crate) path: String,
+    pub(crate) subprotocols: Vec<String>,
+}
+
+/// An app thread's ends of the rings and wakeups: one ring pair per worker.
+pub(crate) struct AppWiring {
+    pub(crate) inbound: Vec<InboundRx>,
+    pub(crate) outbound: Vec<OutboundTx>,
+    pub(crate) workers: Vec<Arc<WorkerLink>>,
+    pub(crate) sleep: Arc<SleepState>,
+}
+
+/// Server-wide facts every app may read (`rs_get_conf`).
+pub(crate) struct ServerFacts {
+    pub(crate) max_msg: usize,
+    pub(crate) app_count: usize,
+}
+
+/// Everything an app thread owns.
+pub(crate) struct AppThread {
+    plugin: Arc<Plugin>,
+    config: AppConfig,
+    endpoints: Vec<EndpointInfo>,
+    ctx: Box<HostCtx>,
+    inbound: Vec<InboundRx>,
+    state: *mut c_void,
+    stop: Arc<AtomicBool>,
+}
+
+// SAFETY: the raw state pointer and the HostCtx (with its raw pointers into the app's
+// own rings and buffers) are only used by the app thread the whole struct is moved
+// into; the plugin's state is the plugin's to keep thread-safe for that one thread.
+unsafe impl Send for AppThread {}
+
+impl AppThread {
+    pub(crate) fn new(
+        plugin: Arc<Plugin>,
+        config: AppConfig,
+        endpoints: Vec<EndpointInfo>,
+        wiring: AppWiring,
+        facts: &ServerFacts,
+        stop: Arc<AtomicBool>,
+    ) -> AppThread {
+        let conf = abi::rs_conf {
+            size: std::mem::size_of::<abi::rs_conf>() as u32,
+            worker_c: wiring.workers.len() as u16,
+            app_c: facts.app_count as u16,
+            max_ws_msg_size: facts.max_msg as u64,
+            event_queue_len: config.event_queue_len,
+            max_event_size: config.max_event_size,
+        };
+        let events = Arc::new(EventQueue::new(
+            config.event_queue_len as usize,
+            config.max_event_size as usize,
+            wiring.sleep.clone(),
+        ));
+        let ctx = Box::new(HostCtx::new(
+            config.name.clone(),
+            wiring.outbound,
+            wiring.workers,
+            wiring.sleep,
+            facts.max_msg,
+            events,
+            conf,
+        ));
+        AppThread {
+            plugin,
+            config,
+            endpoints,
+            ctx,
+            inbound: wiring.inbound,
+            state: std::ptr::null_mut(),
+            stop,
+        }
+    }
+
+    fn rs(&mut self) -> *mut abi::rs_t {
+        (&mut *self.ctx as *mut HostCtx).cast()
+    }
+
+    /// Runs the plugin's init callback with the app's settings, then starts the
+    /// periodic timer it declares.
+    ///
+    /// # Errors
+    /// A message naming the app and plugin path if init fails.
+    pub(crate) fn init(&mut self) -> Result<(), String> {
+        let callbacks = *self.plugin.callbacks();
+        if let (Some(spec), Some(_)) = (callbacks.periodic_spec, callbacks.periodic) {
+            self.ctx.periodic = Some(Periodic::start(spec, Instant::now()));
+        }
+        let Some(init) = callbacks.init else {
+            return Ok(());
+        };
+        let settings = self.config.settings.to_string();
+        self.ctx.callback = Callback::Init;
+        let rs = self.rs();
+        // SAFETY: calling the plugin's init with a live handle, `settings.len()` bytes
+        // of JSON, and a pointer to our state slot, as the ABI specifies.
+        let status = unsafe {
+            init(
+                rs,
+                settings.as_ptr().cast(),
+                settings.len(),
+                &mut self.state,
+            )
+        };
+        self.ctx.callback = Callback::None;
+        self.ctx.header.app_state = self.state;
+        self.ctx.wake_dirty_workers();
+        if status != 0 {
+            return Err(format!(
+                "app '{}' ({}): init callback failed with status {status}",
+                self.config.name,
+                self.plugin.path.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The app thread's loop: runs until the server stops.
+    pub(crate) fn run(mut self) {
+        while !self.stop.load(Ordering::Acquire) {
+            let mut handled = self.drain_rings();
+            handled += self.drain_events(BATCH);
+            if handled > 0 {
+                if let Some(p) = &mut self.ctx.periodic {
+                    p.reset();
+                }
+            }
+            self.ctx.wake_dirty_workers();
+            if self.run_due_timers() {
+                continue;
+            }
+            if handled == 0 {
+                self.ctx.sleep.announce();
+                if self.stop.load(Ordering::Acquire)
+                    || !self.ctx.events.is_empty()
+                    || self.inbound.iter_mut().any(|c| !c.is_empty())
+                {
+                    self.ctx.sleep.withdraw();
+                    continue;
+                }
+                let now = Instant::now();
+                let due = [self.ctx.timer, self.ctx.periodic.map(|p| p.due())]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                self.ctx
+                    .sleep
+                    .park(due.map(|t| t.saturating_duration_since(now)));
+            }
+        }
+        // Nothing accepted is lost: the last events are delivered before destroy.
+        self.ctx.events.close();
+        while self.drain_events(usize::MAX) > 0 {}
+        self.ctx.wake_dirty_workers();
+        if let Some(destroy) = self.plugin.callbacks().destroy {
+            // SAFETY: the state init produced, after the last callback, exactly once.
+            unsafe { destroy(self.state) };
+        }
+    }
+
+    /// Handles up to a batch of records from each inbound ring; returns how many.
+    fn drain_rings(&mut self) -> usize {
+        let mut handled = 0;
+        for w in 0..self.inbound.len() {
+            for _ in 0..BATCH {
+                let Self {
+                    inbound,
+                    ctx,
+                    plugin,
+                    state,
+                    endpoints,
+                    config,
+                    ..
+                } = self;
+                let done = inbound[w]
+                    .pop_with(|rec| dispatch(ctx, plugin, *state, endpoints, config, rec))
+                    .is_none();
+                if done {
+                    break;
+                }
+                handled += 1;
+            }
+            if self.inbound[w].take_producer_waiting() {
+                wake_worker(&self.ctx.workers[w]);
+            }
+        }
+        handled
+    }
+
+    /// Delivers up to `limit` queued events to the event callback; returns how many.
+    fn drain_events(&mut self, limit: usize) -> usize {
+        let mut handled = 0;
+        while handled < limit {
+            let Some(event) = self.ctx.events.pop() else {
+                break;
+            };
+            handled += 1;
+            let Some(callback) = self.plugin.callbacks().event else {
+                continue;
+            };
+            self.ctx.set_current(ClientId(0), 0, 0);
+            self.ctx.callback = Callback::Event;
+            let rs = self.rs();
+            let data = event.bytes();
+            // SAFETY: the event callback with a live handle, the app's state and the
+            // event's bytes, which live until it returns.
+            let status = unsafe { callback(rs, self.state, data.as_ptr(), data.len()) };
+            self.ctx.callback = Callback::None;
+            if status != 0 {
+                log::warn!(
+                    "app {}: event callback failed with status {status}",
+                    self.config.name
+                );
+            }
+        }
+        handled
+    }
+
+    /// Runs the one-shot and periodic timers if due; returns whether one ran.
+    fn run_due_timers(&mut self) -> bool {
+        let now = Instant::now();
+        let mut ran = false;
+        if self.ctx.timer.is_some_and(|t| t <= now) {
+            self.ctx.timer = None;
+            if let Some(timer) = self.plugin.callbacks().timer {
+                let status = self.call_timer(|rs, state| {
+                    // SAFETY: the timer callback with a live handle and its state.
+                    unsafe { timer(rs, state) }
+                });
+                if status != 0 {
+                    log::warn!(
+                        "app {}: timer callback failed with status {status}",
+                        self.config.name
+                    );
+                }
+            }
+            ran = true;
+        }
+        if let Some(p) = self.ctx.periodic.filter(|p| p.due() <= now) {
+            // Cleared while the callback runs, so that rs_set_periodic inside it wins.
+            self.ctx.periodic = None;
+            let periodic = self.plugin.callbacks().periodic;
+            let decision = periodic.map_or(abi::RS_TIMER_NEVER, |cb| {
+                self.call_timer(|rs, state| {
+                    // SAFETY: the periodic callback with a live handle and its state.
+                    unsafe { cb(rs, state) }
+                })
+            });
+            if decision < 0 {
+                log::warn!(
+                    "app {}: periodic timer callback failed with status {decision}",
+                    self.config.name
+                );
+            }
+            if self.ctx.periodic.is_none() {
+                self.ctx.periodic = p.after_call(Instant::now(), decision);
+            }
+            ran = true;
+        }
+        if ran {
+            self.ctx.wake_dirty_workers();
+        }
+        ran
+    }
+
+    fn call_timer(&mut self, call: impl FnOnce(*mut abi::rs_t, *mut c_void) -> c_int) -> c_int {
+        self.ctx.set_current(ClientId(0), 0, 0);
+        self.ctx.callback = Callback::Timer;
+        let rs = self.rs();
+        let status = call(rs, self.state);
+        self.ctx.callback = Callback::None;
+        status
+    }
+}
+
+/// Calls the callback an inbound record asks for.
+fn dispatch(
+    ctx: &mut HostCtx,
+    plugin: &Plugin,
+    state: *mut c_void,
+    endpoints: &[EndpointInfo],
+    config: &AppConfig,
+    record: Inbound<'_>,
+) {
+    let callbacks = plugin.callbacks();
+    let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
+    let (client, status) = match record {
+        Inbound::Open {
+            client,
+            endpoint,
+            protocol,
+            peer,
+            head,
+        } => {
+            let endpoint = &endpoints[usize::from(endpoint.0)];
+            let peer = abi_addr(peer);
+            ctx.clients.insert(
+                client,
+                abi::rs_client_info {
+                    peer,
+                    endpoint_id: endpoint.endpoint_id,
+                    reserved: [0; 3],
+                },
+            );
+            ctx.set_current(client, endpoint.endpoint_id, 0);
+            let status = match callbacks.open.filter(|_| !config.no_open_cb) {
+                Some(open) => {
+                    let head = head.bytes();
+                    let request = RequestHead(head);
+                    let (target, query) = (request.target(), request.query());
+                    let protocol = protocol.and_then(|i| endpoint.subprotocols.get(usize::from(i)));
+                    let info = abi::rs_open_info {
+                        endpoint_id: endpoint.endpoint_id,
+                        url_path: endpoint.path.as_ptr().cast(),
+                        url_path_len: endpoint.path.len(),
+                        subprotocol: protocol.map_or(std::ptr::null(), |p| p.as_ptr().cast()),
+                        subprotocol_len: protocol.map_or(0, |p| p.len()),
+                        target: target.as_ptr().cast(),
+                        target_len: target.len(),
+                        query: query.map_or(std::ptr::null(), |q| q.as_ptr().cast()),
+                        query_len: query.map_or(0, str::len),
+                        head: head.as_ptr().cast(),
+                        head_len: head.len(),
+                        peer,
+                    };
+                    ctx.open_head = Some((head.as_ptr(), head.len()));
+                    ctx.callback = Callback::Open;
+                    // SAFETY: open with a live handle, the plugin's state and an info
+                    // whose strings live until it returns (a v1 plugin reads its prefix).
+                    let status = unsafe { open(rs, state, client.0, &info) };
+                    ctx.open_head = None;
+                    status
+                }
+                None => 0,
+            };
+            (client, status)
+        }
+        Inbound::Message {
+            client,
+            kind,
+            payload,
+        } => {
+            let endpoint_id = ctx.clients.endpoint_of(client);
+            ctx.set_current(client, endpoint_id, kind as u32);
+            // A large message's buffer is ours now, freed when `payload` drops.
+            let data = payload.bytes();
+            let status = match callbacks.read {
+                Some(read) => {
+                    ctx.callback = Callback::Read;
+                    // SAFETY: read with a live handle; `data` stays alive until it returns.
+                    unsafe { read(rs, state, client.0, kind as u32, data.as_ptr(), data.len()) }
+                }
+                None => 0,
+            };
+            (client, status)
+        }
+        Inbound::Close { client, code } => {
+            let endpoint_id = ctx.clients.endpoint_of(client);
+            ctx.set_current(client, endpoint_id, 0);
+            if let Some(close) = callbacks.close.filter(|_| !config.no_close_cb) {
+                ctx.callback = Callback::Close;
+                // SAFETY: close with a live handle and state.
+                unsafe { close(rs, state, client.0, code.0) };
+            }
+            ctx.callback = Callback::None;
+            ctx.clients.remove(client);
+            // Everything the app sends this client is in the ring now.
+            ctx.push(client.worker(), Outbound::Closed { client });
+            ctx.set_current(ClientId(0), 0, 0);
+            return;
+        }
+    };
+    ctx.callback = Callback::None;
+    if status != 0 {
+        log::warn!(
+            "app {}: callback for client {} failed with status {status}; closing it with 1011",
+            config.name,
+            client.0
+        );
+        ctx.close_client(client, CloseCode::INTERNAL_ERROR, "app error");
+    }
+    ctx.set_current(ClientId(0), 0, 0);
+}
