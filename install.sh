@@ -15,6 +15,8 @@ cd "$(dirname "$0")"
 PREFIX=/usr/local
 BIN=$PREFIX/bin/ringsocket
 LIB=$PREFIX/lib/ringsocket
+INCLUDE=$PREFIX/include/ringsocket   # headers for plugin authors (docs/apps.md)
+HEADERS=(ringsocket.h ringsocket-v1/ringsocket.h ringsocket1/ringsocket.h)
 CONF=/etc/ringsocket.json
 UNIT=/etc/systemd/system/ringsocket.service
 PIDFILE=/run/ringsocket/ringsocket.pid   # the daemon's default pid_file
@@ -49,7 +51,7 @@ if [[ ${1:-} == --uninstall ]]; then
   rm -f "$BIN"
   # Remove the ringsock user only if install.sh created it.
   if [[ -e $LIB/.created-user ]] && id ringsock >/dev/null 2>&1; then userdel ringsock; fi
-  rm -rf "$LIB"
+  rm -rf "$LIB" "$INCLUDE"
   say "uninstalled ($CONF is kept)"
   exit 0
 fi
@@ -71,6 +73,13 @@ put() { # put MODE SRC DST: copy only if different
 }
 put 0755 target/release/ringsocket "$BIN"
 for p in "${PLUGINS[@]}"; do put 0644 "target/release/$p" "$LIB/$p"; done
+# Headers do not change what runs: installing them restarts nothing.
+for h in "${HEADERS[@]}"; do
+  if ! cmp -s "crates/abi/include/$h" "$INCLUDE/$h"; then
+    install -D -m 0644 "crates/abi/include/$h" "$INCLUDE/$h"
+    say "installed $INCLUDE/$h"
+  fi
+done
 
 if [[ ! -e $CONF ]]; then
   sed "s#\"target/release/#\"$LIB/#" ringsocket.json > "$CONF.new"
@@ -126,3 +135,4 @@ else
 fi
 [[ $changed -eq 1 ]] || say "nothing changed"
 say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C) or /broadcast"
+say "app headers: -I $INCLUDE (ringsocket.h), -I $INCLUDE/ringsocket1 (RingSocket 1 apps); see docs/apps.md"

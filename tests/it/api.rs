@@ -166,3 +166,23 @@ fn typed_reads_parse_binary_views_and_close_with_4900_on_a_wrong_size() {
         other => panic!("expected a 4900 close, got {other:?}"),
     }
 }
+
+/// Every host call given wrong arguments returns an error code (and the server, and the
+/// client that made the app do it, carry on).
+#[test]
+fn wrong_arguments_to_host_calls_return_error_codes() {
+    let s = Server::start(json!([app("bad", "bad_args_c", "/bad")]), json!({}));
+    let mut ws = s.connect("/bad");
+    ws.send(Message::binary(vec![1u8])).unwrap();
+    // INVALID x6, INVALID x3 (closes), TOO_BIG, TOO_BIG (the failed write's send),
+    // INVALID (w_len past w_cap), INVALID (NULL out), NOT_FOUND, NULL header, INVALID.
+    assert_eq!(
+        text(&mut ws),
+        "-3 -3 -3 -3 -3 -3 -3 -3 -3 -2 -2 -3 -3 -6 0 -3"
+    );
+    ws.send(Message::binary(vec![1u8])).unwrap();
+    assert_eq!(
+        text(&mut ws),
+        "-3 -3 -3 -3 -3 -3 -3 -3 -3 -2 -2 -3 -3 -6 0 -3"
+    );
+}

@@ -63,12 +63,13 @@ extern "C" {
 #define RS_LOG_INFO 3
 #define RS_LOG_DEBUG 4
 
-/* v2: what a periodic timer callback returns: the next interval. */
-#define RS_TIMER_HOLD 0  /* keep the interval */
+/* v2: what a periodic timer callback returns: the next interval (RingSocket 1's
+ * numbering; anything else is logged as an error and keeps the interval). */
 #define RS_TIMER_MIN 1   /* back to the minimum */
-#define RS_TIMER_INCR 2  /* add the increment, up to the maximum */
-#define RS_TIMER_MAX 3   /* jump to the maximum */
-#define RS_TIMER_NEVER 4 /* stop the timer (rs_set_periodic starts it again) */
+#define RS_TIMER_HOLD 2  /* keep the interval */
+#define RS_TIMER_INCR 3  /* add the increment, up to the maximum */
+#define RS_TIMER_MAX 4   /* jump to the maximum */
+#define RS_TIMER_NEVER 5 /* stop the timer (rs_set_periodic starts it again) */
 
 /* v2: address families in struct rs_addr. */
 #define RS_ADDR_IPV4 4u
@@ -197,6 +198,9 @@ struct rs_app_descriptor {
 
 #define RS_APP_SYMBOL ringsocket_plugin
 
+/* ringsocket1/ringsocket.h (RingSocket 1 source compatibility) includes this header
+ * with RS_RINGSOCKET1_COMPAT defined and brings its own RS_APP and rs_close. */
+#ifndef RS_RINGSOCKET1_COMPAT
 /* Defines the plugin's descriptor: RS_APP(.name = "x", .read = on_read, ...); */
 #define RS_APP(...)                                                                    \
     __attribute__((visibility("default"))) const struct rs_app_descriptor               \
@@ -204,6 +208,7 @@ struct rs_app_descriptor {
                          .abi_version = RS_ABI_VERSION,                                  \
                          .size = sizeof(struct rs_app_descriptor),                       \
                          __VA_ARGS__}
+#endif
 
 #define RS_HEADER(rs) ((struct rs_header *)(rs))
 #define RS_API(rs) (((const struct rs_header *)(rs))->api)
@@ -307,11 +312,13 @@ static inline int rs_to_every_except_cur(rs_t *rs, uint32_t kind) {
 
 /* ---- Clients, closing, metadata. ---- */
 
+#ifndef RS_RINGSOCKET1_COMPAT
 /* Close a client with a code (1000, 1001, 1003, 1007-1009, 1011 or 3000-4999). */
 static inline int rs_close(rs_t *rs, uint64_t client_id, uint16_t code, const char *reason,
                            size_t reason_len) {
     return RS_API(rs)->close(rs, client_id, code, reason, reason_len);
 }
+#endif
 /* The client of the current open/read/close callback, or 0. */
 static inline uint64_t rs_current_client(const rs_t *rs) {
     return RS_API(rs)->current_client(rs);

@@ -63,16 +63,16 @@ pub const RS_ERR_CLOSED: c_int = -5;
 /// No such client (v2).
 pub const RS_ERR_NOT_FOUND: c_int = -6;
 
-/// Periodic timer: keep the interval (v2).
-pub const RS_TIMER_HOLD: c_int = 0;
-/// Periodic timer: back to the minimum interval.
+/// Periodic timer: back to the minimum interval (v2; RingSocket 1's numbering).
 pub const RS_TIMER_MIN: c_int = 1;
+/// Periodic timer: keep the interval.
+pub const RS_TIMER_HOLD: c_int = 2;
 /// Periodic timer: add the increment, up to the maximum.
-pub const RS_TIMER_INCR: c_int = 2;
+pub const RS_TIMER_INCR: c_int = 3;
 /// Periodic timer: jump to the maximum interval.
-pub const RS_TIMER_MAX: c_int = 3;
+pub const RS_TIMER_MAX: c_int = 4;
 /// Periodic timer: stop (until `set_periodic`).
-pub const RS_TIMER_NEVER: c_int = 4;
+pub const RS_TIMER_NEVER: c_int = 5;
 
 /// [`rs_addr::family`] of an IPv4 address (v2).
 pub const RS_ADDR_IPV4: u16 = 4;

@@ -908,6 +908,21 @@ mod tests {
                 .to_string();
             assert!(e.contains(key), "{e}");
         }
+        for (json, key) in [
+            (
+                "\"event_queue_len\":0,",
+                "apps[0].event_queue_len: 0 is outside 1..=1048576",
+            ),
+            (
+                "\"max_event_size\":99999999,",
+                "apps[0].max_event_size: 99999999 is more than",
+            ),
+        ] {
+            let e = load(&MINIMAL.replace("\"endpoints\"", &format!("{json}\"endpoints\"")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
         let e = Config::load(Path::new("/nonexistent/rs.json"))
             .unwrap_err()
             .to_string();

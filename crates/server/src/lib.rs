@@ -87,6 +87,9 @@ pub(crate) struct WorkerLink {
     pub(crate) waker: mio::Waker,
 }
 
+/// Stack size of app threads.
+const APP_STACK_SIZE: usize = 8 << 20;
+
 /// Entry point of the runtime.
 #[derive(Debug)]
 pub struct Server;
@@ -289,6 +292,9 @@ fn start_apps(
         let (tx, rx) = std::sync::mpsc::channel();
         let handle = std::thread::Builder::new()
             .name(format!("rs-app-{}", config.apps[a].name))
+            // A C thread's usual 8 MiB: plugins (RingSocket 1's read macros among them)
+            // may keep large arrays on the stack. Only touched pages cost memory.
+            .stack_size(APP_STACK_SIZE)
             .spawn(move || {
                 abort_on_panic("app thread", move || {
                     let result = thread.init();

@@ -282,7 +282,7 @@ impl AppThread {
                     unsafe { cb(rs, state) }
                 })
             });
-            if decision < 0 {
+            if !(abi::RS_TIMER_MIN..=abi::RS_TIMER_NEVER).contains(&decision) {
                 log::warn!(
                     "app {}: periodic timer callback failed with status {decision}",
                     self.config.name

@@ -1,1 +1,0 @@
-//! Placeholder crate: its build script compiles `echo.c` into `libecho_c.so`.

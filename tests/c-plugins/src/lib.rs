@@ -1,0 +1,1 @@
+//! Nothing: this crate's build script compiles the workspace's C plugins.
