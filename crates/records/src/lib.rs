@@ -231,23 +231,15 @@ pub fn inline_max(max_record_len: usize) -> usize {
 /// A worker→app record.
 #[derive(Debug)]
 pub enum Inbound<'a> {
-    /// A client completed the upgrade.
-    Open {
-        /// The client.
-        client: ClientId,
-        /// Which of the app's endpoints.
-        endpoint: EndpointIndex,
-        /// The selected subprotocol's index in the endpoint's list, if any.
-        protocol: Option<u16>,
-        /// The client's address, if the socket still knew it.
-        peer: Option<SocketAddr>,
-        /// The upgrade request's head (request line and headers).
-        head: Payload<'a>,
-    },
+    /// A client completed the upgrade (boxed: it is rare, and large next to the
+    /// others, which all move by value).
+    Open(Box<Opened<'a>>),
     /// A complete message.
     Message {
         /// The sender.
         client: ClientId,
+        /// The endpoint it connected to.
+        endpoint: EndpointIndex,
         /// Text or binary.
         kind: MessageKind,
         /// The bytes.
@@ -262,6 +254,51 @@ pub enum Inbound<'a> {
     },
 }
 
+/// What an [`Inbound::Open`] says.
+#[derive(Debug)]
+pub struct Opened<'a> {
+    /// The client.
+    pub client: ClientId,
+    /// Which of the app's endpoints.
+    pub endpoint: EndpointIndex,
+    /// The selected subprotocol's index in the endpoint's list, if any.
+    pub protocol: Option<u16>,
+    /// The client's address, if the socket still knew it.
+    pub peer: Option<SocketAddr>,
+    /// The upgrade request's head (request line and headers).
+    pub head: Payload<'a>,
+}
+
+impl Opened<'_> {
+    /// Its record (off the message path: opens are rare).
+    #[cold]
+    fn encode(&self, out: &mut [u8]) {
+        let protocol = self.protocol.map_or(0, |p| u32::from(p) + 1);
+        let arg = u32::from(self.endpoint.0) | protocol << 16;
+        write_in_header(out, IN_OPEN, 0, self.head.is_large(), arg, self.client);
+        write_peer(&mut out[IN_HEADER..IN_HEADER + PEER_WIRE], self.peer);
+        self.head.write(&mut out[IN_HEADER + PEER_WIRE..]);
+    }
+}
+
+/// Writes an inbound record's header.
+#[inline]
+fn write_in_header(
+    out: &mut [u8],
+    kind: u8,
+    msg_kind: u8,
+    large: bool,
+    arg: u32,
+    client: ClientId,
+) {
+    let header = u128::from(kind)
+        | u128::from(msg_kind) << 8
+        | u128::from(large) << 16
+        | u128::from(arg) << 32
+        | u128::from(client.0) << 64;
+    out[..IN_HEADER].copy_from_slice(&header.to_le_bytes());
+}
+
 const IN_OPEN: u8 = 1;
 const IN_MESSAGE: u8 = 2;
 const IN_CLOSE: u8 = 3;
@@ -272,25 +309,21 @@ impl Inbound<'_> {
     /// in a backlog.
     pub fn into_owned(self) -> Inbound<'static> {
         match self {
-            Inbound::Open {
-                client,
-                endpoint,
-                protocol,
-                peer,
-                head,
-            } => Inbound::Open {
-                client,
-                endpoint,
-                protocol,
-                peer,
-                head: head.into_owned(),
-            },
+            Inbound::Open(o) => Inbound::Open(Box::new(Opened {
+                client: o.client,
+                endpoint: o.endpoint,
+                protocol: o.protocol,
+                peer: o.peer,
+                head: o.head.into_owned(),
+            })),
             Inbound::Message {
                 client,
+                endpoint,
                 kind,
                 payload,
             } => Inbound::Message {
                 client,
+                endpoint,
                 kind,
                 payload: payload.into_owned(),
             },
@@ -300,35 +333,28 @@ impl Inbound<'_> {
 
     #[inline]
     fn encode(&self, out: &mut [u8]) {
-        let (kind, msg_kind, arg, client, payload) = match self {
-            Inbound::Open {
-                client,
-                endpoint,
-                protocol,
-                peer,
-                head,
-            } => {
-                let protocol = protocol.map_or(0, |p| u32::from(p) + 1);
-                let arg = u32::from(endpoint.0) | protocol << 16;
-                write_peer(&mut out[IN_HEADER..IN_HEADER + PEER_WIRE], *peer);
-                (IN_OPEN, 0, arg, *client, Some(head))
-            }
+        match self {
             Inbound::Message {
                 client,
+                endpoint,
                 kind,
                 payload,
-            } => (IN_MESSAGE, *kind as u8, 0, *client, Some(payload)),
-            Inbound::Close { client, code } => (IN_CLOSE, 0, u32::from(code.0), *client, None),
-        };
-        out[0] = kind;
-        out[1] = msg_kind;
-        out[2] = u8::from(payload.is_some_and(|p| p.is_large()));
-        out[3] = 0;
-        out[4..8].copy_from_slice(&arg.to_le_bytes());
-        out[8..16].copy_from_slice(&client.0.to_le_bytes());
-        if let Some(payload) = payload {
-            let at = IN_HEADER + if kind == IN_OPEN { PEER_WIRE } else { 0 };
-            payload.write(&mut out[at..]);
+            } => {
+                let arg = u32::from(endpoint.0);
+                write_in_header(
+                    out,
+                    IN_MESSAGE,
+                    *kind as u8,
+                    payload.is_large(),
+                    arg,
+                    *client,
+                );
+                payload.write(&mut out[IN_HEADER..]);
+            }
+            Inbound::Open(o) => o.encode(out),
+            Inbound::Close { client, code } => {
+                write_in_header(out, IN_CLOSE, 0, false, u32::from(code.0), *client)
+            }
         }
     }
 
@@ -336,9 +362,8 @@ impl Inbound<'_> {
     #[inline]
     fn hand_over(self) {
         match self {
-            Inbound::Message { payload, .. } | Inbound::Open { head: payload, .. } => {
-                payload.hand_over()
-            }
+            Inbound::Message { payload, .. } => payload.hand_over(),
+            Inbound::Open(o) => o.head.hand_over(),
             Inbound::Close { .. } => {}
         }
     }
@@ -350,11 +375,11 @@ impl Inbound<'_> {
             Inbound::Message {
                 payload: Payload::Large(l),
                 ..
-            }
-            | Inbound::Open {
-                head: Payload::Large(l),
-                ..
             } => l.held(),
+            Inbound::Open(o) => match &o.head {
+                Payload::Large(l) => l.held(),
+                Payload::Inline(_) => 0,
+            },
             _ => 0,
         }
     }
@@ -364,7 +389,7 @@ impl Inbound<'_> {
         IN_HEADER
             + match self {
                 Inbound::Message { payload, .. } => payload.wire_len(),
-                Inbound::Open { head, .. } => PEER_WIRE + head.wire_len(),
+                Inbound::Open(o) => PEER_WIRE + o.head.wire_len(),
                 Inbound::Close { .. } => 0,
             }
     }
@@ -376,16 +401,17 @@ impl Inbound<'_> {
         let arg = u32::from_le_bytes(rec[4..8].try_into().expect("4 bytes"));
         let client = ClientId(read_u64(&rec[8..16]));
         match rec[0] {
-            IN_OPEN => Inbound::Open {
+            IN_OPEN => Inbound::Open(Box::new(Opened {
                 client,
                 endpoint: EndpointIndex(arg as u16),
                 protocol: (arg >> 16).checked_sub(1).map(|p| p as u16),
                 peer: read_peer(&rec[IN_HEADER..IN_HEADER + PEER_WIRE]),
                 // SAFETY: forwarded contract.
                 head: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER + PEER_WIRE..]) },
-            },
+            })),
             IN_MESSAGE => Inbound::Message {
                 client,
+                endpoint: EndpointIndex(arg as u16),
                 kind: message_kind(rec[1]),
                 // SAFETY: forwarded contract.
                 payload: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER..]) },
@@ -552,41 +578,20 @@ impl Outbound<'_> {
 
     #[inline]
     fn encode(&self, out: &mut [u8]) {
-        let client_list;
-        let inline;
-        let (op, msg_kind, ids, payload) = match self {
+        match self {
             Outbound::Send { kind, to, payload } => {
                 let (op, ids) = match to {
                     Targets::List(ids) => (OUT_SEND_LIST, *ids),
                     Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, *ids),
                 };
-                (op, *kind as u8, ids, payload)
+                encode_out(out, op, *kind as u8, ids, payload);
             }
             Outbound::Close {
                 client,
                 frame_payload,
-            } => {
-                client_list = [client.0];
-                inline = Payload::Inline(frame_payload);
-                (OUT_CLOSE, 0, IdList::Ids(&client_list), &inline)
-            }
-            Outbound::Closed { client } => {
-                client_list = [client.0];
-                inline = Payload::Inline(&[]);
-                (OUT_CLOSED, 0, IdList::Ids(&client_list), &inline)
-            }
-        };
-        let payload_len = payload.wire_len();
-        write_out_header(
-            out,
-            op,
-            msg_kind,
-            payload.is_large(),
-            ids.len(),
-            payload_len,
-        );
-        payload.write(&mut out[OUT_HEADER..OUT_HEADER + payload_len]);
-        write_ids(&mut out[OUT_HEADER + payload_len..], ids);
+            } => encode_control(out, OUT_CLOSE, *client, frame_payload),
+            Outbound::Closed { client } => encode_control(out, OUT_CLOSED, *client, &[]),
+        }
     }
 
     /// Gives a large payload up to the published record carrying it.
@@ -639,7 +644,37 @@ impl Outbound<'_> {
     }
 }
 
+/// Writes a whole outbound record: header, payload, ids.
+#[inline]
+fn encode_out(out: &mut [u8], op: u8, msg_kind: u8, ids: IdList<'_>, payload: &Payload<'_>) {
+    let payload_len = payload.wire_len();
+    write_out_header(
+        out,
+        op,
+        msg_kind,
+        payload.is_large(),
+        ids.len(),
+        payload_len,
+    );
+    payload.write(&mut out[OUT_HEADER..OUT_HEADER + payload_len]);
+    write_ids(&mut out[OUT_HEADER + payload_len..], ids);
+}
+
+/// A close or closed record (off the message path).
+#[cold]
+fn encode_control(out: &mut [u8], op: u8, client: ClientId, frame_payload: &[u8]) {
+    let ids = [client.0];
+    encode_out(
+        out,
+        op,
+        0,
+        IdList::Ids(&ids),
+        &Payload::Inline(frame_payload),
+    );
+}
+
 /// Writes an outbound record's header.
+#[inline]
 fn write_out_header(
     out: &mut [u8],
     op: u8,
@@ -648,16 +683,17 @@ fn write_out_header(
     id_count: usize,
     payload_len: usize,
 ) {
-    out[0] = op;
-    out[1] = msg_kind;
-    out[2] = 0;
-    out[3] = u8::from(large);
-    out[4..8].copy_from_slice(&(id_count as u32).to_le_bytes());
-    out[8..12].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    out[12..16].fill(0);
+    // One 16-byte value, so that it is stored at once.
+    let header = u128::from(op)
+        | u128::from(msg_kind) << 8
+        | u128::from(large) << 24
+        | u128::from(id_count as u32) << 32
+        | u128::from(payload_len as u32) << 64;
+    out[..OUT_HEADER].copy_from_slice(&header.to_le_bytes());
 }
 
 /// Writes `ids` at the start of `out`.
+#[inline]
 fn write_ids(out: &mut [u8], ids: IdList<'_>) {
     let out = &mut out[..8 * ids.len()];
     match ids {
@@ -907,30 +943,32 @@ mod tests {
         let (mut tx, mut rx) = inbound_ring(4096, usize::MAX);
         let a = ClientId::new(3, 99);
         let peer: SocketAddr = "[2001:db8::1]:4242".parse().unwrap();
-        tx.try_push(Inbound::Open {
+        tx.try_push(Inbound::Open(Box::new(Opened {
             client: a,
             endpoint: EndpointIndex(7),
             protocol: Some(2),
             peer: Some(peer),
             head: Payload::Inline(b"GET /x?y HTTP/1.1\r\n\r\n"),
-        })
+        })))
         .unwrap();
-        tx.try_push(Inbound::Open {
+        tx.try_push(Inbound::Open(Box::new(Opened {
             client: a,
             endpoint: EndpointIndex(0),
             protocol: None,
             peer: Some("10.1.2.3:9".parse().unwrap()),
             head: Payload::Large(LargeMessage::owned(vec![b'h'; 70_000])),
-        })
+        })))
         .unwrap();
         tx.try_push(Inbound::Message {
             client: a,
+            endpoint: EndpointIndex(3),
             kind: MessageKind::Text,
             payload: Payload::Inline(b"hi"),
         })
         .unwrap();
         tx.try_push(Inbound::Message {
             client: a,
+            endpoint: EndpointIndex(3),
             kind: MessageKind::Binary,
             payload: Payload::Large(LargeMessage::owned(vec![5; 100_000])),
         })
@@ -941,22 +979,17 @@ mod tests {
         })
         .unwrap();
         rx.pop_with(|r| match r {
-            Inbound::Open {
-                client,
-                endpoint: EndpointIndex(7),
-                protocol: Some(2),
-                peer: got,
-                head,
-            } => {
-                assert_eq!((client, got), (a, Some(peer)));
-                assert_eq!(head.bytes(), b"GET /x?y HTTP/1.1\r\n\r\n");
+            Inbound::Open(o) => {
+                assert_eq!((o.client, o.peer), (a, Some(peer)));
+                assert_eq!((o.endpoint, o.protocol), (EndpointIndex(7), Some(2)));
+                assert_eq!(o.head.bytes(), b"GET /x?y HTTP/1.1\r\n\r\n");
             }
             other => panic!("{other:?}"),
         });
         rx.pop_with(|r| match r {
-            Inbound::Open { peer, head, .. } => {
-                assert_eq!(peer, Some("10.1.2.3:9".parse().unwrap()));
-                assert_eq!(head.bytes().len(), 70_000);
+            Inbound::Open(o) => {
+                assert_eq!(o.peer, Some("10.1.2.3:9".parse().unwrap()));
+                assert_eq!(o.head.bytes().len(), 70_000);
             }
             other => panic!("{other:?}"),
         });
@@ -965,7 +998,9 @@ mod tests {
                 client,
                 kind: MessageKind::Text,
                 payload,
+                endpoint,
             } => {
+                assert_eq!(endpoint, EndpointIndex(3));
                 assert_eq!((client, payload.bytes()), (a, &b"hi"[..]))
             }
             other => panic!("{other:?}"),
@@ -999,6 +1034,7 @@ mod tests {
         let (mut tx, mut rx) = inbound_ring(4096, 1000);
         let big = |n: usize| Inbound::Message {
             client: ClientId(1),
+            endpoint: EndpointIndex(0),
             kind: MessageKind::Binary,
             payload: Payload::Large(LargeMessage::owned(vec![0; n])),
         };
@@ -1014,6 +1050,7 @@ mod tests {
         assert!(tx
             .try_push(Inbound::Message {
                 client: ClientId(1),
+                endpoint: EndpointIndex(0),
                 kind: MessageKind::Text,
                 payload: Payload::Inline(b"x"),
             })

@@ -73,6 +73,9 @@ pub fn channel(capacity: usize) -> (Producer, Consumer) {
         tail: 0,
         cached_head: 0,
         mask: capacity - 1,
+        // A record that does not fit before the end needs `to_end + need` free bytes.
+        // With `need <= capacity / 2` an empty ring always has them, at any offset.
+        max_record_len: (capacity / 2 - HEADER).min(u32::MAX as usize),
     };
     let consumer = Consumer {
         shared,
@@ -95,6 +98,8 @@ pub struct Producer {
     /// The last `shared.head` we loaded; the real one is never behind it.
     cached_head: usize,
     mask: usize,
+    /// See [`Producer::max_record_len`].
+    max_record_len: usize,
 }
 
 impl Producer {
@@ -106,9 +111,7 @@ impl Producer {
     /// The largest payload a record can have in this ring. Callers must never push more.
     #[inline]
     pub fn max_record_len(&self) -> usize {
-        // A record that does not fit before the end needs `to_end + need` free bytes.
-        // With `need <= capacity / 2` an empty ring always has them, at any offset.
-        (self.capacity() / 2 - HEADER).min(u32::MAX as usize)
+        self.max_record_len
     }
 
     fn free(&self) -> usize {
@@ -123,10 +126,12 @@ impl Producer {
     ///
     /// # Panics
     /// If `len` exceeds [`Producer::max_record_len`] (callers bound their records).
+    #[inline]
     pub fn try_push_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), Full> {
-        let reservation = self.try_reserve(len)?;
-        fill(self.reserved(&reservation));
-        self.commit(reservation, len);
+        let at = self.claim(len)?;
+        // SAFETY: `claim` checked that `at + HEADER .. + len` is free space, in bounds.
+        fill(unsafe { self.shared.buffer.slice_mut(at + HEADER, len) });
+        self.publish(at, len);
         Ok(())
     }
 
@@ -142,27 +147,10 @@ impl Producer {
     /// # Panics
     /// If `max_len` exceeds [`Producer::max_record_len`].
     pub fn try_reserve(&mut self, max_len: usize) -> Result<Reservation, Full> {
-        assert!(
-            max_len <= self.max_record_len(),
-            "record of {max_len} bytes does not fit the ring"
-        );
-        let need = HEADER + padded(max_len);
-        let offset = self.tail & self.mask;
-        let to_end = self.capacity() - offset;
-        let skip = need > to_end;
-        let total = if skip { to_end + need } else { need };
-        if self.free() < total {
-            // Acquire: the consumer's reads of the bytes it released happen before our
-            // writes to them.
-            self.cached_head = self.shared.head.load(Acquire);
-            if self.free() < total {
-                return Err(Full);
-            }
-        }
+        let at = self.claim(max_len)?;
         Ok(Reservation {
             tail: self.tail,
-            // A record that does not fit before the end starts at 0, after a SKIP.
-            at: if skip { 0 } else { offset },
+            at,
             max_len,
         })
     }
@@ -170,7 +158,7 @@ impl Producer {
     /// The payload bytes `reservation` claimed (`max_len` of them).
     pub fn reserved(&mut self, reservation: &Reservation) -> &mut [u8] {
         assert_eq!(reservation.tail, self.tail, "a stale reservation");
-        // SAFETY: `at + HEADER .. + max_len` is free space that try_reserve checked and
+        // SAFETY: `at + HEADER .. + max_len` is free space that `claim` checked and
         // nothing else has claimed since (the tail is unchanged), so it is ours; it is in
         // bounds because `HEADER + padded(max_len) <= capacity - at`.
         unsafe {
@@ -194,18 +182,49 @@ impl Producer {
     pub fn commit(&mut self, reservation: Reservation, len: usize) {
         assert!(len <= reservation.max_len, "commit beyond the reservation");
         assert_eq!(reservation.tail, self.tail, "a stale reservation");
+        self.publish(reservation.at, len);
+    }
+
+    /// Where a record of up to `max_len` bytes goes (its header's offset), if there is
+    /// room for it now: at the tail, or at 0 after a SKIP when it does not fit before
+    /// the end of the buffer.
+    #[inline]
+    fn claim(&mut self, max_len: usize) -> Result<usize, Full> {
+        assert!(
+            max_len <= self.max_record_len,
+            "record of {max_len} bytes does not fit the ring"
+        );
+        let need = HEADER + padded(max_len);
+        let offset = self.tail & self.mask;
+        let to_end = self.capacity() - offset;
+        let skip = need > to_end;
+        let total = if skip { to_end + need } else { need };
+        if self.free() < total {
+            // Acquire: the consumer's reads of the bytes it released happen before our
+            // writes to them.
+            self.cached_head = self.shared.head.load(Acquire);
+            if self.free() < total {
+                return Err(Full);
+            }
+        }
+        Ok(if skip { 0 } else { offset })
+    }
+
+    /// Publishes the record claimed at `at` with a payload of `len` bytes (already
+    /// written), preceded by a SKIP if it starts at 0 while the tail does not.
+    #[inline]
+    fn publish(&mut self, at: usize, len: usize) {
         let offset = self.tail & self.mask;
         let mut total = HEADER + padded(len);
-        if reservation.at != offset {
-            // The record starts at 0: cover the rest of the buffer with a SKIP.
+        if at != offset {
             let to_end = self.capacity() - offset;
-            // SAFETY: `offset..capacity` is free space claimed by the reservation.
+            // SAFETY: `offset..capacity` is free space the claim covered.
             let skip = unsafe { self.shared.buffer.slice_mut(offset, HEADER) };
             write_header(skip, (to_end - HEADER) as u32, FLAG_SKIP);
             total += to_end;
         }
-        // SAFETY: the record's header slot is free space claimed by the reservation.
-        let header = unsafe { self.shared.buffer.slice_mut(reservation.at, HEADER) };
+        // SAFETY: the record's header slot is free space the claim covered.
+        let header = unsafe { self.shared.buffer.slice_mut(at, HEADER) };
         write_header(header, len as u32, 0);
         self.tail = self.tail.wrapping_add(total);
         // Release: the record's bytes are visible to whoever Acquires this tail.

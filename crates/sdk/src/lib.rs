@@ -207,8 +207,23 @@ pub trait App: Sized + 'static {
 /// from a message the app could not take closes the current client with its
 /// 4900-series code; any other error, or a panic, is logged (with its text) and gets a
 /// non-zero status, which closes the client with 1011.
+#[inline(always)]
 fn guard(rs: *mut abi::rs_t, what: &str, f: impl FnOnce() -> Result<(), Error>) -> c_int {
-    let (status, text) = match catch_unwind(AssertUnwindSafe(f)) {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => 0,
+        failed => failure(rs, what, failed),
+    }
+}
+
+/// [`guard`]'s slow path: a callback failed or panicked.
+#[cold]
+#[inline(never)]
+fn failure(
+    rs: *mut abi::rs_t,
+    what: &str,
+    failed: std::thread::Result<Result<(), Error>>,
+) -> c_int {
+    let (status, text) = match failed {
         Ok(Ok(())) => return 0,
         Ok(Err(e)) => {
             let code = e.close_code();

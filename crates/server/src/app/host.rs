@@ -31,17 +31,6 @@ pub(crate) enum Callback {
     Event,
 }
 
-/// Who gets a message on one worker, while a send is being planned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Share {
-    /// Nobody there.
-    Nobody,
-    /// The ids in that worker's scratch list.
-    Listed,
-    /// Everyone but the ids in that worker's scratch list.
-    AllBut,
-}
-
 /// Where the message being written (`rs_w_*`) lives.
 pub(crate) enum Written {
     /// Nothing written yet.
@@ -65,7 +54,6 @@ pub(crate) struct HostCtx {
     dirty: Vec<bool>,
     /// Per-worker scratch lists of ids (reused: no allocation per send).
     scratch: Vec<Vec<u64>>,
-    shares: Vec<Share>,
     pub(crate) current: ClientId,
     pub(crate) callback: Callback,
     /// The one-shot timer's deadline.
@@ -304,7 +292,6 @@ impl HostCtx {
             sleep,
             dirty: vec![false; n],
             scratch: vec![Vec::new(); n],
-            shares: vec![Share::Nobody; n],
             current: ClientId(0),
             callback: Callback::None,
             timer: None,
@@ -351,59 +338,84 @@ impl HostCtx {
         if kind == MessageKind::Text && std::str::from_utf8(data).is_err() {
             return abi::RS_ERR_INVALID;
         }
-        if let Err(code) = self.plan(target, ids) {
-            return code;
-        }
+        let mut shared = None;
+        let result = match target {
+            // One recipient, one worker: no grouping.
+            abi::RS_TO_CUR | abi::RS_TO_SINGLE => {
+                let id = if target == abi::RS_TO_CUR {
+                    if !matches!(self.callback, Callback::Open | Callback::Read) {
+                        return abi::RS_ERR_CONTEXT;
+                    }
+                    self.current
+                } else if let [id] = ids {
+                    ClientId(*id)
+                } else {
+                    return abi::RS_ERR_INVALID;
+                };
+                let w = id.worker();
+                if id.0 == 0 || w >= self.outbound.len() {
+                    return abi::RS_OK; // no such client: dropped, like a gone one
+                }
+                let to = Targets::List(IdList::Ids(std::slice::from_ref(&id.0)));
+                self.deliver(w, to, kind, data, in_place, &mut shared)
+            }
+            abi::RS_TO_EVERY => self.each_worker(in_place, |ctx, w| {
+                let to = Targets::AllExcept(IdList::Ids(&[]));
+                ctx.deliver(w, to, kind, data, in_place, &mut shared)
+            }),
+            abi::RS_TO_MULTI | abi::RS_TO_EVERY_EXCEPT => {
+                let except = target == abi::RS_TO_EVERY_EXCEPT;
+                self.group_by_worker(ids);
+                self.each_worker(in_place, |ctx, w| {
+                    if !except && ctx.scratch[w].is_empty() {
+                        return Ok(());
+                    }
+                    let list = std::mem::take(&mut ctx.scratch[w]);
+                    let ids = IdList::Ids(&list);
+                    let to = if except {
+                        Targets::AllExcept(ids)
+                    } else {
+                        Targets::List(ids)
+                    };
+                    let result = ctx.deliver(w, to, kind, data, in_place, &mut shared);
+                    ctx.scratch[w] = list;
+                    result
+                })
+            }
+            _ => Err(abi::RS_ERR_INVALID),
+        };
+        result.err().unwrap_or(abi::RS_OK)
+    }
+
+    /// Runs `each` for every worker, the draft's own worker last: the others copy from
+    /// the draft's bytes, which must stay unpublished (and so untouched) until then.
+    fn each_worker(
+        &mut self,
+        in_place: bool,
+        mut each: impl FnMut(&mut Self, usize) -> Result<(), c_int>,
+    ) -> Result<(), c_int> {
         let draft_worker = match (&self.written, in_place) {
             (Written::Draft { worker, .. }, true) => Some(*worker),
             _ => None,
         };
-        // The draft's own worker goes last: the others copy from the draft's bytes,
-        // which must stay unpublished (and so untouched) until then.
-        let mut shared = None;
         let others = (0..self.outbound.len()).filter(|&w| Some(w) != draft_worker);
         for w in others.chain(draft_worker) {
-            if let Err(code) = self.deliver(w, kind, data, in_place, &mut shared) {
-                return code;
-            }
+            each(self, w)?;
         }
-        abi::RS_OK
+        Ok(())
     }
 
-    /// Works out who gets the message on each worker (into `shares` and `scratch`).
-    fn plan(&mut self, target: u32, ids: &[u64]) -> Result<(), c_int> {
+    /// Sorts `ids` into the per-worker scratch lists (each sorted, without duplicates;
+    /// ids of no worker are dropped).
+    fn group_by_worker(&mut self, ids: &[u64]) {
         let workers = self.outbound.len();
         for list in &mut self.scratch {
             list.clear();
         }
-        match target {
-            abi::RS_TO_CUR => {
-                if !matches!(self.callback, Callback::Open | Callback::Read) {
-                    return Err(abi::RS_ERR_CONTEXT);
-                }
-                self.shares.fill(Share::Nobody);
-                let w = self.current.worker();
-                self.shares[w] = Share::Listed;
-                self.scratch[w].push(self.current.0);
-                return Ok(());
-            }
-            abi::RS_TO_EVERY => {
-                self.shares.fill(Share::AllBut);
-                return Ok(());
-            }
-            abi::RS_TO_SINGLE if ids.len() != 1 => return Err(abi::RS_ERR_INVALID),
-            abi::RS_TO_SINGLE | abi::RS_TO_MULTI => self.shares.fill(Share::Nobody),
-            abi::RS_TO_EVERY_EXCEPT => self.shares.fill(Share::AllBut),
-            _ => return Err(abi::RS_ERR_INVALID),
-        }
-        let listed = target != abi::RS_TO_EVERY_EXCEPT;
         for &id in ids {
             let w = ClientId(id).worker();
             if id != 0 && w < workers {
                 self.scratch[w].push(id);
-                if listed {
-                    self.shares[w] = Share::Listed;
-                }
             }
         }
         for list in &mut self.scratch {
@@ -412,62 +424,47 @@ impl HostCtx {
                 list.dedup();
             }
         }
-        Ok(())
     }
 
-    /// Hands worker `w` its share of a planned message: in place into the draft, when
-    /// the draft is that worker's, else as a copied (or shared large) record.
+    /// Hands worker `w` a message for `to`: in place into the draft, when the draft is
+    /// that worker's, else as a copied (or shared large) record.
+    #[inline(always)]
     fn deliver(
         &mut self,
         w: usize,
+        to: Targets<'_>,
         kind: MessageKind,
         data: &[u8],
         in_place: bool,
         shared: &mut Option<Arc<[u8]>>,
     ) -> Result<(), c_int> {
-        let share = self.shares[w];
-        if share == Share::Nobody {
-            return Ok(());
-        }
-        let list = std::mem::take(&mut self.scratch[w]);
-        let ids = IdList::Ids(&list);
-        let to = if share == Share::Listed {
-            Targets::List(ids)
-        } else {
-            Targets::AllExcept(ids)
-        };
-        let mut result = Ok(());
         let mut data = data;
-        if in_place {
-            if let Written::Draft { worker, .. } = self.written {
-                if worker == w {
-                    let Written::Draft { draft, .. } =
-                        std::mem::replace(&mut self.written, Written::Nothing)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    match self.outbound[w].finish_draft(draft, kind, to, data.len()) {
-                        Ok(()) => {
-                            self.dirty[w] = true;
-                            self.scratch[w] = list;
-                            return Ok(());
-                        }
-                        // The ids do not fit after the payload: copy it out of the
-                        // abandoned reservation before the ring reuses that room.
-                        Err(_) => data = self.spill_copy(data),
-                    }
+        if in_place && matches!(self.written, Written::Draft { worker, .. } if worker == w) {
+            let Written::Draft { draft, .. } =
+                std::mem::replace(&mut self.written, Written::Nothing)
+            else {
+                unreachable!("matched above")
+            };
+            match self.outbound[w].finish_draft(draft, kind, to, data.len()) {
+                Ok(()) => {
+                    self.dirty[w] = true;
+                    return Ok(());
                 }
+                // The ids do not fit after the payload: copy it out of the abandoned
+                // reservation before the ring reuses that room.
+                Err(_) => data = self.spill_copy(data),
             }
         }
+        let (Targets::List(ids) | Targets::AllExcept(ids)) = to;
         let payload = self.payload(w, data, shared);
         let record = Outbound::Send { kind, to, payload };
-        if record.wire_len() > self.outbound[w].max_record_len() {
-            result = Err(abi::RS_ERR_TOO_BIG);
-        } else {
-            self.push(w, record);
+        // One id always fits (a payload is at most a quarter of a record); a long list
+        // of ids may not.
+        if ids.len() > 1 && record.wire_len() > self.outbound[w].max_record_len() {
+            return Err(abi::RS_ERR_TOO_BIG);
         }
-        self.scratch[w] = list;
-        result
+        self.push(w, record);
+        Ok(())
     }
 
     /// Copies `data` into the spill buffer and returns the copy (a view that stays valid
@@ -482,7 +479,7 @@ impl HostCtx {
 
     /// The payload of a message for worker `w`: inline, or a reference to `shared`
     /// (created from `data` on first use) when the message is large.
-    #[inline]
+    #[inline(always)]
     fn payload<'d>(&self, w: usize, data: &'d [u8], shared: &mut Option<Arc<[u8]>>) -> Payload<'d> {
         if data.len() <= self.outbound[w].inline_max() {
             return Payload::Inline(data);
@@ -516,14 +513,21 @@ impl HostCtx {
 
     /// Appends one record to worker `w`'s ring, waiting (parked, not spinning) while the
     /// ring is full. A message being written in place in that ring moves out first.
+    #[inline(always)]
     pub(crate) fn push(&mut self, w: usize, record: Outbound<'_>) {
         if matches!(self.written, Written::Draft { worker, .. } if worker == w) {
             self.evict_draft();
         }
         self.dirty[w] = true;
-        let Err(mut record) = self.outbound[w].try_push(record) else {
-            return;
-        };
+        if let Err(record) = self.outbound[w].try_push(record) {
+            self.push_when_room(w, record);
+        }
+    }
+
+    /// [`HostCtx::push`] into a full ring: parks until the worker frees room.
+    #[cold]
+    #[inline(never)]
+    fn push_when_room(&mut self, w: usize, mut record: Outbound<'_>) {
         loop {
             // Full: ask the worker to tell us when it frees room, make sure it is awake
             // to do so, and sleep until then.

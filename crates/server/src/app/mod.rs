@@ -10,7 +10,7 @@ mod writer;
 
 use crate::config::AppConfig;
 use crate::plugin::Plugin;
-use crate::records::{ClientId, Inbound, InboundRx, Outbound, OutboundTx};
+use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx};
 use crate::WorkerLink;
 use clients::abi_addr;
 use events::EventQueue;
@@ -254,6 +254,9 @@ impl AppThread {
 
     /// Runs the one-shot and periodic timers if due; returns whether one ran.
     fn run_due_timers(&mut self) -> bool {
+        if self.ctx.timer.is_none() && self.ctx.periodic.is_none() {
+            return false; // no clock read on the hot path of an app without timers
+        }
         let now = Instant::now();
         let mut ran = false;
         if self.ctx.timer.is_some_and(|t| t <= now) {
@@ -321,13 +324,14 @@ fn dispatch(
     let callbacks = plugin.callbacks();
     let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
     let (client, status) = match record {
-        Inbound::Open {
-            client,
-            endpoint,
-            protocol,
-            peer,
-            head,
-        } => {
+        Inbound::Open(opened) => {
+            let Opened {
+                client,
+                endpoint,
+                protocol,
+                peer,
+                head,
+            } = *opened;
             let endpoint = &endpoints[usize::from(endpoint.0)];
             let peer = abi_addr(peer);
             ctx.clients.insert(
@@ -373,10 +377,11 @@ fn dispatch(
         }
         Inbound::Message {
             client,
+            endpoint,
             kind,
             payload,
         } => {
-            let endpoint_id = ctx.clients.endpoint_of(client);
+            let endpoint_id = endpoints[usize::from(endpoint.0)].endpoint_id;
             ctx.set_current(client, endpoint_id, kind as u32);
             // A large message's buffer is ours now, freed when `payload` drops.
             let data = payload.bytes();

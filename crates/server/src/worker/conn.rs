@@ -5,7 +5,7 @@
 use crate::listener::IpSlot;
 use crate::records::ClientId;
 use mio::net::TcpStream;
-use ringsocket_session::{AppIndex, LazyVec, Session, Tick};
+use ringsocket_session::{AppIndex, EndpointIndex, LazyVec, Session, Tick};
 use std::io::{ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::num::NonZeroU32;
@@ -39,6 +39,8 @@ pub(crate) struct Conn {
     pub(crate) id: ClientId,
     /// The app (valid once open).
     pub(crate) app: AppIndex,
+    /// Which of the app's endpoints (valid once open).
+    pub(crate) endpoint: EndpointIndex,
     /// Position in the worker's list of the app's open connections, while listed.
     pub(crate) app_slot: Option<ListSlot>,
     /// Received bytes not yet decoded (a partial header or control frame, or input

@@ -1,10 +1,10 @@
 //! What a session tells its app, turned into inbound ring records.
 
 use super::inbox::AppInbox;
-use crate::records::{ClientId, Inbound, LargeMessage, Payload};
+use crate::records::{ClientId, Inbound, LargeMessage, Opened, Payload};
 use mio::net::TcpStream;
 use ringsocket_proto::{CloseCode, HandshakeError, MessageKind, ProtocolError};
-use ringsocket_session::{AppEvents, AppIndex, Delivery, Message, Route};
+use ringsocket_session::{AppEvents, AppIndex, Delivery, EndpointIndex, Message, Route};
 
 /// The [`AppEvents`] of one connection, for the duration of one session call.
 pub(crate) struct ToApp<'a> {
@@ -13,6 +13,8 @@ pub(crate) struct ToApp<'a> {
     pub(crate) key: usize,
     pub(crate) client: ClientId,
     pub(crate) app: AppIndex,
+    /// Which of the app's endpoints it connected to (once open).
+    pub(crate) endpoint: EndpointIndex,
     /// Where the id of the next connection to open comes from.
     pub(crate) ids: &'a mut IdSource,
     /// Set when the connection opened during the call.
@@ -47,7 +49,7 @@ impl<'a> ToApp<'a> {
         ids: &'a mut IdSource,
         key: usize,
         client: ClientId,
-        app: AppIndex,
+        (app, endpoint): (AppIndex, EndpointIndex),
         stream: Option<&'a TcpStream>,
     ) -> ToApp<'a> {
         ToApp {
@@ -55,6 +57,7 @@ impl<'a> ToApp<'a> {
             key,
             client,
             app,
+            endpoint,
             ids,
             opened: false,
             closed: false,
@@ -68,6 +71,7 @@ impl AppEvents for ToApp<'_> {
     fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8]) {
         self.client = self.ids.next();
         self.app = route.app;
+        self.endpoint = route.endpoint;
         self.opened = true;
         let inbox = &mut self.inboxes[route.app.index()];
         // Once per connection: the app keeps the address for rs_client_info.
@@ -77,13 +81,13 @@ impl AppEvents for ToApp<'_> {
         } else {
             Payload::Large(LargeMessage::owned(head.to_vec()))
         };
-        inbox.push(Inbound::Open {
+        inbox.push(Inbound::Open(Box::new(Opened {
             client: self.client,
             endpoint: route.endpoint,
             protocol: protocol.map(|p| p as u16),
             peer,
             head,
-        });
+        })));
     }
 
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
@@ -97,6 +101,7 @@ impl AppEvents for ToApp<'_> {
         };
         let record = Inbound::Message {
             client: self.client,
+            endpoint: self.endpoint,
             kind,
             payload,
         };

@@ -26,7 +26,9 @@ use mio::{Events, Interest, Poll, Token};
 use outbound::{Apply, Budget};
 use ringsocket_proto::handshake::HandshakeError;
 use ringsocket_proto::CloseCode;
-use ringsocket_session::{AppIndex, Drained, Epoch, LazyVec, Session, SessionConfig, Tick};
+use ringsocket_session::{
+    AppIndex, Drained, EndpointIndex, Epoch, LazyVec, Session, SessionConfig, Tick,
+};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::io::{ErrorKind, Write};
@@ -287,7 +289,7 @@ impl Worker {
             &mut self.ids,
             key,
             conn.id,
-            conn.app,
+            (conn.app, conn.endpoint),
             Some(&conn.stream),
         );
         let result = f(&mut conn.session, self.tick, &self.config, &mut events);
@@ -297,6 +299,7 @@ impl Worker {
             conn.just_opened = true;
             conn.id = client;
             conn.app = app;
+            conn.endpoint = events.endpoint;
             conn.app_slot = Some(ListSlot::new(self.open[app.index()].len()));
             self.open[app.index()].push(key);
             self.by_id.insert(client, key);
@@ -538,6 +541,7 @@ impl Worker {
             serial,
             id: ClientId(0),
             app: AppIndex(0),
+            endpoint: EndpointIndex(0),
             app_slot: None,
             pending: LazyVec::default(),
             dirty: false,

@@ -61,7 +61,14 @@ impl Apply<'_> {
                 };
                 let conn = &mut self.conns[key];
                 if conn.app == app {
-                    let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, app, None);
+                    let mut events = ToApp::new(
+                        self.inboxes,
+                        self.ids,
+                        key,
+                        conn.id,
+                        (app, conn.endpoint),
+                        None,
+                    );
                     conn.session
                         .app_close(frame_payload, self.now, self.limits, &mut events);
                     self.unsettled.push(key);
@@ -109,7 +116,14 @@ impl Apply<'_> {
             }
             Sent::Overflowed => {
                 log::debug!("client {} exceeded the outbound buffer cap", conn.id.0);
-                let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app, None);
+                let mut events = ToApp::new(
+                    self.inboxes,
+                    self.ids,
+                    key,
+                    conn.id,
+                    (conn.app, conn.endpoint),
+                    None,
+                );
                 conn.session
                     .close_overflowed(self.now, self.limits, &mut events);
                 self.unsettled.push(key);
@@ -141,7 +155,14 @@ impl Apply<'_> {
                 "buffered bytes over max_buffered_bytes: dropping client {} (holds {held} bytes)",
                 conn.id.0
             );
-            let mut events = ToApp::new(self.inboxes, self.ids, key, conn.id, conn.app, None);
+            let mut events = ToApp::new(
+                self.inboxes,
+                self.ids,
+                key,
+                conn.id,
+                (conn.app, conn.endpoint),
+                None,
+            );
             let code = CloseCode::TRY_AGAIN_LATER;
             if conn.session.unsent() == 0 && conn.session.is_open() {
                 let reason = "server memory budget";
