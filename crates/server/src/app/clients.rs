@@ -1,36 +1,86 @@
 //! What an app thread keeps about each of its connected clients: address and
 //! endpoint, from the open record until the close callback has run.
+//!
+//! Idle connections are what a server holds most of, so an entry is 16 bytes (key and
+//! value) for an IPv4 client; an IPv6 client's address lives in a second, smaller map.
 
 use crate::records::ClientId;
 use ringsocket_abi as abi;
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, SocketAddr};
 
+/// Marks an entry whose address is in the IPv6 map (255.255.255.255 is never a TCP peer).
+const IN_V6_MAP: [u8; 4] = [0xff; 4];
+
+/// One client: its IPv4 address (or a marker), port (0: unknown) and endpoint id.
+#[derive(Clone, Copy)]
+struct Entry {
+    ip4: [u8; 4],
+    port: u16,
+    endpoint_id: u16,
+}
+
 /// The app's connected clients.
 #[derive(Default)]
 pub(crate) struct Clients {
-    by_id: FxHashMap<u64, abi::rs_client_info>,
+    by_id: FxHashMap<u64, Entry>,
+    ip6: FxHashMap<u64, [u8; 16]>,
 }
 
 impl Clients {
     /// Records a client that opened.
-    pub(crate) fn insert(&mut self, client: ClientId, info: abi::rs_client_info) {
-        self.by_id.insert(client.0, info);
+    pub(crate) fn insert(&mut self, client: ClientId, peer: Option<SocketAddr>, endpoint_id: u16) {
+        let (ip4, port) = match peer {
+            Some(SocketAddr::V4(a)) => (a.ip().octets(), a.port()),
+            Some(SocketAddr::V6(a)) => {
+                self.ip6.insert(client.0, a.ip().octets());
+                (IN_V6_MAP, a.port())
+            }
+            None => ([0; 4], 0),
+        };
+        let entry = Entry {
+            ip4,
+            port,
+            endpoint_id,
+        };
+        self.by_id.insert(client.0, entry);
     }
 
     /// Forgets a client whose close callback has run.
     pub(crate) fn remove(&mut self, client: ClientId) {
-        self.by_id.remove(&client.0);
+        if let Some(entry) = self.by_id.remove(&client.0) {
+            if entry.ip4 == IN_V6_MAP {
+                self.ip6.remove(&client.0);
+            }
+        }
     }
 
     /// What is known about `client`, if it is connected.
-    pub(crate) fn get(&self, client: ClientId) -> Option<&abi::rs_client_info> {
-        self.by_id.get(&client.0)
+    pub(crate) fn get(&self, client: ClientId) -> Option<abi::rs_client_info> {
+        let entry = self.by_id.get(&client.0)?;
+        let mut peer = abi::rs_addr {
+            family: abi::RS_ADDR_IPV4,
+            port: entry.port,
+            ip: [0; 16],
+        };
+        match (entry.port, self.ip6.get(&client.0)) {
+            (0, _) => peer = abi::rs_addr::default(),
+            (_, Some(ip6)) if entry.ip4 == IN_V6_MAP => {
+                peer.family = abi::RS_ADDR_IPV6;
+                peer.ip = *ip6;
+            }
+            _ => peer.ip[..4].copy_from_slice(&entry.ip4),
+        }
+        Some(abi::rs_client_info {
+            peer,
+            endpoint_id: entry.endpoint_id,
+            reserved: [0; 3],
+        })
     }
 
     /// The endpoint id of `client` (0 if unknown).
     pub(crate) fn endpoint_of(&self, client: ClientId) -> u16 {
-        self.get(client).map_or(0, |c| c.endpoint_id)
+        self.by_id.get(&client.0).map_or(0, |e| e.endpoint_id)
     }
 }
 
@@ -52,4 +102,28 @@ pub(crate) fn abi_addr(addr: Option<SocketAddr>) -> abi::rs_addr {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_for_ipv4_ipv6_and_unknown_peers() {
+        let mut c = Clients::default();
+        let (a, b, n) = (ClientId(1 << 8), ClientId(2 << 8), ClientId(3 << 8));
+        let v4: SocketAddr = "10.0.0.7:4000".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::5]:443".parse().unwrap();
+        c.insert(a, Some(v4), 7);
+        c.insert(b, Some(v6), 9);
+        c.insert(n, None, 1);
+        assert_eq!(std::mem::size_of::<(u64, Entry)>(), 16);
+        let info = |id| c.get(id).unwrap();
+        assert_eq!((info(a).peer, info(a).endpoint_id), (abi_addr(Some(v4)), 7));
+        assert_eq!((info(b).peer, info(b).endpoint_id), (abi_addr(Some(v6)), 9));
+        assert_eq!(info(n).peer, abi::rs_addr::default());
+        c.remove(b);
+        assert!(c.get(b).is_none() && c.ip6.is_empty());
+        assert_eq!(c.endpoint_of(a), 7);
+    }
 }

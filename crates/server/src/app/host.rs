@@ -197,7 +197,7 @@ unsafe extern "C" fn host_client_info(
     match ctx.clients.get(ClientId(client)) {
         Some(info) => {
             // SAFETY: the plugin passes a writable rs_client_info (checked non-NULL).
-            unsafe { out.write_unaligned(*info) };
+            unsafe { out.write_unaligned(info) };
             abi::RS_OK
         }
         None => abi::RS_ERR_NOT_FOUND,

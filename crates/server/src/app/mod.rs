@@ -333,15 +333,8 @@ fn dispatch(
                 head,
             } = *opened;
             let endpoint = &endpoints[usize::from(endpoint.0)];
+            ctx.clients.insert(client, peer, endpoint.endpoint_id);
             let peer = abi_addr(peer);
-            ctx.clients.insert(
-                client,
-                abi::rs_client_info {
-                    peer,
-                    endpoint_id: endpoint.endpoint_id,
-                    reserved: [0; 3],
-                },
-            );
             ctx.set_current(client, endpoint.endpoint_id, 0);
             let status = match callbacks.open.filter(|_| !config.no_open_cb) {
                 Some(open) => {
