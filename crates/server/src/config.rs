@@ -648,13 +648,12 @@ impl Config {
                     format!("{} is outside 1..=1048576", app.event_queue_len),
                 );
             }
-            if app.max_event_size as usize > crate::app::EVENT_HEAP_LIMIT {
+            if app.max_event_size as usize > EVENT_QUEUE_BYTES {
                 return err(
                     format!("apps[{a}].max_event_size"),
                     format!(
                         "{} is more than the {} bytes an event queue holds",
-                        app.max_event_size,
-                        crate::app::EVENT_HEAP_LIMIT
+                        app.max_event_size, EVENT_QUEUE_BYTES
                     ),
                 );
             }
@@ -833,6 +832,10 @@ const MAX_RING: u64 = 1 << 30;
 /// 64 KiB) cross it as a pointer to a heap buffer, so the ring size does not depend on
 /// `max_ws_msg_size`.
 const DEFAULT_RING: u64 = 1 << 20;
+
+/// Heap bytes of queued events one app holds at once (`apps[].max_event_size` is at most
+/// this).
+pub(crate) const EVENT_QUEUE_BYTES: usize = 16 << 20;
 
 fn ring_size(configured: Option<u64>) -> usize {
     configured.unwrap_or(DEFAULT_RING).next_power_of_two() as usize

@@ -20,7 +20,7 @@ use std::sync::Arc;
 /// Events this small live in their queue slot.
 pub(crate) const INLINE: usize = 48;
 /// Heap bytes of larger events one app's queue holds at once.
-pub(crate) const HEAP_LIMIT: usize = 16 << 20;
+pub(crate) use crate::config::EVENT_QUEUE_BYTES as HEAP_LIMIT;
 
 /// One queued event.
 pub(crate) enum Event {
@@ -160,7 +160,7 @@ unsafe extern "C" fn post_event(
     // live queue (repr(C), handle first) until the app's destroy callback has returned.
     let queue = unsafe { &*handle.cast_const().cast::<EventQueue>() };
     // SAFETY: the plugin passes `len` readable bytes.
-    match unsafe { super::host::plugin_slice(data.cast::<u8>(), len) } {
+    match unsafe { super::ffi::plugin_slice(data.cast::<u8>(), len) } {
         Some(data) => queue.post(data),
         None => abi::RS_ERR_INVALID,
     }

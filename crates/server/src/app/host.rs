@@ -8,7 +8,10 @@
 
 use super::clients::Clients;
 use super::events::EventQueue;
+use super::ffi::plugin_slice;
 use super::periodic::Periodic;
+use super::ServerFacts;
+use crate::config::AppConfig;
 use crate::records::{ClientId, IdList, LargeMessage, Outbound, OutboundTx, Payload, Targets};
 use crate::WorkerLink;
 use ringsocket_abi as abi;
@@ -73,46 +76,7 @@ pub(crate) struct HostCtx {
     pub(crate) conf: abi::rs_conf,
 }
 
-/// The API table every handle points at.
-pub(crate) static HOST_API: abi::rs_host_api = abi::rs_host_api {
-    size: std::mem::size_of::<abi::rs_host_api>() as u32,
-    send: host_send,
-    close: host_close,
-    set_timer: host_set_timer,
-    current_client: host_current_client,
-    log: host_log,
-    w_reserve: super::writer::host_w_reserve,
-    to: super::writer::host_to,
-    client_info: host_client_info,
-    header: host_header,
-    set_periodic: host_set_periodic,
-    event_handle: host_event_handle,
-    conf: host_conf,
-};
-
-/// # Safety
-/// `rs` must be the handle the server passed to the running callback.
-pub(crate) unsafe fn ctx<'a>(rs: *mut abi::rs_t) -> &'a mut HostCtx {
-    // SAFETY: every rs_t we hand out is a `*mut HostCtx` (repr(C), header first), owned
-    // by the app thread that is running the callback; nothing else touches it meanwhile.
-    unsafe { &mut *rs.cast::<HostCtx>() }
-}
-
-/// A slice a plugin passed as pointer and length: `None` if the pointer is NULL with a
-/// non-zero length, empty (whatever the pointer) for length 0.
-///
-/// # Safety
-/// A non-NULL `ptr` must point at `len` readable, initialised `T`s that outlive `'a`.
-pub(crate) unsafe fn plugin_slice<'a, T>(ptr: *const T, len: usize) -> Option<&'a [T]> {
-    match (ptr.is_null(), len) {
-        (_, 0) => Some(&[]),
-        (true, _) => None,
-        // SAFETY: per this function's contract.
-        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
-    }
-}
-
-unsafe extern "C" fn host_send(
+pub(super) unsafe extern "C" fn host_send(
     rs: *mut abi::rs_t,
     target: u32,
     ids: *const u64,
@@ -136,7 +100,7 @@ unsafe extern "C" fn host_send(
     }
 }
 
-unsafe extern "C" fn host_close(
+pub(super) unsafe extern "C" fn host_close(
     rs: *mut abi::rs_t,
     client: u64,
     code: u16,
@@ -155,19 +119,24 @@ unsafe extern "C" fn host_close(
     }
 }
 
-unsafe extern "C" fn host_set_timer(rs: *mut abi::rs_t, delay_us: u64) -> c_int {
+pub(super) unsafe extern "C" fn host_set_timer(rs: *mut abi::rs_t, delay_us: u64) -> c_int {
     // SAFETY: as in host_send.
     let ctx = unsafe { ctx(rs) };
     ctx.timer = Instant::now().checked_add(Duration::from_micros(delay_us));
     abi::RS_OK
 }
 
-unsafe extern "C" fn host_current_client(rs: *const abi::rs_t) -> u64 {
+pub(super) unsafe extern "C" fn host_current_client(rs: *const abi::rs_t) -> u64 {
     // SAFETY: as in host_send (read-only here).
     unsafe { (*rs.cast::<HostCtx>()).current.0 }
 }
 
-unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_char, len: usize) {
+pub(super) unsafe extern "C" fn host_log(
+    rs: *mut abi::rs_t,
+    level: c_int,
+    msg: *const c_char,
+    len: usize,
+) {
     // SAFETY: as in host_send.
     let ctx = unsafe { ctx(rs) };
     // SAFETY: the plugin passes `len` readable bytes.
@@ -184,7 +153,7 @@ unsafe extern "C" fn host_log(rs: *mut abi::rs_t, level: c_int, msg: *const c_ch
     log::log!(level, "app {}: {}", ctx.name, msg);
 }
 
-unsafe extern "C" fn host_client_info(
+pub(super) unsafe extern "C" fn host_client_info(
     rs: *mut abi::rs_t,
     client: u64,
     out: *mut abi::rs_client_info,
@@ -204,7 +173,7 @@ unsafe extern "C" fn host_client_info(
     }
 }
 
-unsafe extern "C" fn host_header(
+pub(super) unsafe extern "C" fn host_header(
     rs: *mut abi::rs_t,
     name: *const c_char,
     name_len: usize,
@@ -233,7 +202,7 @@ unsafe extern "C" fn host_header(
     }
 }
 
-unsafe extern "C" fn host_set_periodic(
+pub(super) unsafe extern "C" fn host_set_periodic(
     rs: *mut abi::rs_t,
     min_us: u64,
     incr_us: u64,
@@ -249,33 +218,54 @@ unsafe extern "C" fn host_set_periodic(
     abi::RS_OK
 }
 
-unsafe extern "C" fn host_event_handle(rs: *mut abi::rs_t) -> *mut abi::rs_event_handle {
+pub(super) unsafe extern "C" fn host_event_handle(rs: *mut abi::rs_t) -> *mut abi::rs_event_handle {
     // SAFETY: as in host_send.
     let ctx = unsafe { ctx(rs) };
     ctx.events.handle()
 }
 
-unsafe extern "C" fn host_conf(rs: *const abi::rs_t) -> *const abi::rs_conf {
+pub(super) unsafe extern "C" fn host_conf(rs: *const abi::rs_t) -> *const abi::rs_conf {
     // SAFETY: as in host_send (read-only here).
     unsafe { &(*rs.cast::<HostCtx>()).conf }
 }
 
+/// # Safety
+/// `rs` must be the handle the server passed to the running callback.
+pub(super) unsafe fn ctx<'a>(rs: *mut abi::rs_t) -> &'a mut HostCtx {
+    // SAFETY: every rs_t we hand out is a `*mut HostCtx` (repr(C), header first), owned
+    // by the app thread that is running the callback; nothing else touches it meanwhile.
+    unsafe { &mut *rs.cast::<HostCtx>() }
+}
+
 impl HostCtx {
-    /// A context for an app thread (its header's `api` set, nothing written yet).
-    #[allow(clippy::too_many_arguments)]
+    /// A context for an app thread of the app `config`, sending to the workers'
+    /// `outbound` rings and waking them through `workers` (its header's `api` set,
+    /// nothing written yet).
     pub(crate) fn new(
-        name: String,
-        outbound: Vec<OutboundTx>,
-        workers: Vec<Arc<WorkerLink>>,
+        api: &'static abi::rs_host_api,
+        config: &AppConfig,
+        facts: &ServerFacts,
+        (outbound, workers): (Vec<OutboundTx>, Vec<Arc<WorkerLink>>),
         sleep: Arc<SleepState>,
-        max_msg: usize,
-        events: Arc<EventQueue>,
-        conf: abi::rs_conf,
     ) -> HostCtx {
+        let conf = abi::rs_conf {
+            size: std::mem::size_of::<abi::rs_conf>() as u32,
+            worker_c: workers.len() as u16,
+            app_c: facts.app_count as u16,
+            max_ws_msg_size: facts.max_msg as u64,
+            event_queue_len: config.event_queue_len,
+            max_event_size: config.max_event_size,
+        };
+        let events = Arc::new(EventQueue::new(
+            config.event_queue_len as usize,
+            config.max_event_size as usize,
+            sleep.clone(),
+        ));
+        let (name, max_msg) = (config.name.clone(), facts.max_msg);
         let n = workers.len();
         HostCtx {
             header: abi::rs_header {
-                api: &HOST_API,
+                api,
                 w_ptr: std::ptr::null_mut(),
                 w_len: 0,
                 w_cap: 0,

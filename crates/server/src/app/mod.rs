@@ -2,8 +2,10 @@
 //! event queue and calling the plugin's callbacks; and (in the submodules) the host API
 //! those callbacks use.
 
+mod api;
 mod clients;
 mod events;
+mod ffi;
 mod host;
 mod periodic;
 mod writer;
@@ -13,8 +15,6 @@ use crate::plugin::Plugin;
 use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx};
 use crate::WorkerLink;
 use clients::abi_addr;
-use events::EventQueue;
-pub(crate) use events::HEAP_LIMIT as EVENT_HEAP_LIMIT;
 use host::{wake_worker, Callback, HostCtx};
 use periodic::Periodic;
 use ringsocket_abi as abi;
@@ -75,34 +75,25 @@ impl AppThread {
         facts: &ServerFacts,
         stop: Arc<AtomicBool>,
     ) -> AppThread {
-        let conf = abi::rs_conf {
-            size: std::mem::size_of::<abi::rs_conf>() as u32,
-            worker_c: wiring.workers.len() as u16,
-            app_c: facts.app_count as u16,
-            max_ws_msg_size: facts.max_msg as u64,
-            event_queue_len: config.event_queue_len,
-            max_event_size: config.max_event_size,
-        };
-        let events = Arc::new(EventQueue::new(
-            config.event_queue_len as usize,
-            config.max_event_size as usize,
-            wiring.sleep.clone(),
-        ));
+        let AppWiring {
+            inbound,
+            outbound,
+            workers,
+            sleep,
+        } = wiring;
         let ctx = Box::new(HostCtx::new(
-            config.name.clone(),
-            wiring.outbound,
-            wiring.workers,
-            wiring.sleep,
-            facts.max_msg,
-            events,
-            conf,
+            &api::HOST_API,
+            &config,
+            facts,
+            (outbound, workers),
+            sleep,
         ));
         AppThread {
             plugin,
             config,
             endpoints,
             ctx,
-            inbound: wiring.inbound,
+            inbound,
             state: std::ptr::null_mut(),
             stop,
         }

@@ -11,7 +11,8 @@
 //! buffer the app thread keeps ("spills"), and goes out as a copied send; so does a
 //! message whose ring gets another record before it is sent (`HostCtx::push` evicts it).
 
-use super::host::{ctx, plugin_slice, HostCtx, Written};
+use super::ffi::plugin_slice;
+use super::host::{ctx, HostCtx, Written};
 use ringsocket_abi as abi;
 use std::ffi::c_int;
 

@@ -1,0 +1,26 @@
+//! The host API table every plugin handle points at: the functions of `host.rs` (calls
+//! on the context) and `writer.rs` (the in-place writer).
+
+use super::host::{
+    host_client_info, host_close, host_conf, host_current_client, host_event_handle, host_header,
+    host_log, host_send, host_set_periodic, host_set_timer,
+};
+use super::writer::{host_to, host_w_reserve};
+use ringsocket_abi as abi;
+
+/// The API table every handle points at.
+pub(crate) static HOST_API: abi::rs_host_api = abi::rs_host_api {
+    size: std::mem::size_of::<abi::rs_host_api>() as u32,
+    send: host_send,
+    close: host_close,
+    set_timer: host_set_timer,
+    current_client: host_current_client,
+    log: host_log,
+    w_reserve: host_w_reserve,
+    to: host_to,
+    client_info: host_client_info,
+    header: host_header,
+    set_periodic: host_set_periodic,
+    event_handle: host_event_handle,
+    conf: host_conf,
+};
