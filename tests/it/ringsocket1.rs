@@ -118,7 +118,16 @@ fn read_macros_getters_and_writers_behave_as_in_ringsocket_1() {
     let ws = &mut clients[1].0;
     bin(ws, vec![4, 0, 1, b'x']);
     assert_eq!(text(ws), "str 1 x 1");
-    assert!(s.log().contains("RS_CB_FATAL"), "{}", s.log());
+    // The app logs the fatal return; its line reaches the log reader soon after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.log().contains("returned RS_CB_FATAL") {
+        assert!(
+            Instant::now() < deadline,
+            "no RS_CB_FATAL line:\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// RingSocket 1's RS_NET_HEAP allocated `elem_c` bytes for `elem_c` elements.
