@@ -146,6 +146,17 @@ fn writer_echo_steady_state_allocates_nothing() {
     assert!(done.parse::<u64>().unwrap() >= 100_000, "{done}");
 }
 
+/// Topics: 100 subscribers (over both workers), a publisher publishing through the app.
+#[test]
+fn topic_publish_steady_state_allocates_nothing() {
+    let (allocations, done) = measure("topic");
+    assert_eq!(
+        allocations, 0,
+        "the server allocated {allocations} times during {done} topic deliveries"
+    );
+    assert!(done.parse::<u64>().unwrap() >= 100_000, "{done}");
+}
+
 #[test]
 fn fanout_steady_state_allocates_nothing() {
     let (allocations, done) = measure("fanout");
@@ -209,6 +220,37 @@ fn client_process() {
             verified.set(0);
             for _ in 0..600 {
                 round(&mut conns);
+            }
+            writeln!(out.lock(), "DONE {}", verified.get()).unwrap();
+        }
+        "topic" => {
+            let text = |payload: &[u8]| client_frame(true, 1, payload);
+            let mut subs: Vec<TcpStream> = (0..100).map(|_| connect("/writer")).collect();
+            for s in subs.iter_mut() {
+                s.write_all(&text(b"sub t")).unwrap();
+                assert_eq!(read_frame(s).2, b"ok");
+            }
+            let mut publisher = connect("/writer");
+            let body = b"0123456789abcdef0123456789abcdef";
+            let publish = text(&[&b"pub t "[..], body].concat()).repeat(4);
+            let round = |publisher: &mut TcpStream, subs: &mut Vec<TcpStream>| {
+                publisher.write_all(&publish).unwrap();
+                for s in subs.iter_mut() {
+                    for _ in 0..4 {
+                        let (fin, opcode, got) = read_frame(s);
+                        assert!(fin && opcode == 1 && got == body, "unexpected frame");
+                        verified.set(verified.get() + 1);
+                    }
+                }
+            };
+            for _ in 0..100 {
+                round(&mut publisher, &mut subs);
+            }
+            writeln!(out.lock(), "WARM").unwrap();
+            go();
+            verified.set(0);
+            for _ in 0..300 {
+                round(&mut publisher, &mut subs);
             }
             writeln!(out.lock(), "DONE {}", verified.get()).unwrap();
         }

@@ -113,10 +113,10 @@ fn plugins_built_for_another_abi_version_are_refused() {
     let dir = TempDir::new();
     let so = c_plugin(
         &dir,
-        "v3",
-        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 3, .size = sizeof(struct rs_app_descriptor)};\n",
+        "v4",
+        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 4, .size = sizeof(struct rs_app_descriptor)};\n",
     );
-    start_fails_with(&dir, &so, &[&so, "ABI version 3", "versions 1 to 2"]);
+    start_fails_with(&dir, &so, &[&so, "ABI version 4", "versions 1 to 3"]);
     // A v1 descriptor that declares less than v1's layout is refused too.
     let short = c_plugin(
         &dir,

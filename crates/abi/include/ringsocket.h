@@ -1,8 +1,9 @@
 /*
  * ringsocket.h: the C ABI between the ringsocket server and its app plugins.
  *
- * ABI version 2 (additive over version 1: every v1 struct keeps its layout and gains
- * fields at its end; ringsocket loads v1 and v2 plugins). A plugin is a shared object
+ * ABI version 3 (additive: every struct of an earlier version keeps its layout and
+ * gains fields at its end; ringsocket loads plugins of versions 1 to 3; version 2 added
+ * metadata, writers, timers and events, version 3 topics). A plugin is a shared object
  * that defines one descriptor symbol, `ringsocket_plugin`, with RS_APP(...). The server
  * checks its magic and version before reading anything else, and refuses a plugin
  * built for a version it does not know, naming both versions.
@@ -35,7 +36,7 @@ extern "C" {
 /* "RSAP": the first four bytes of every descriptor. */
 #define RS_ABI_MAGIC 0x52534150u
 /* The ABI version this header describes. */
-#define RS_ABI_VERSION 2u
+#define RS_ABI_VERSION 3u
 
 /* Message kinds. Text messages are always valid UTF-8, both ways. */
 #define RS_BIN 0u
@@ -56,6 +57,9 @@ extern "C" {
 #define RS_ERR_FULL (-4)      /* v2: the app's event queue is full; try again later */
 #define RS_ERR_CLOSED (-5)    /* v2: the app has stopped and takes no more events */
 #define RS_ERR_NOT_FOUND (-6) /* v2: no such client (gone, or never this app's) */
+
+/* v3: the longest topic name, in bytes. */
+#define RS_MAX_TOPIC_LEN 255u
 
 /* Log levels for rs_log(). */
 #define RS_LOG_ERROR 1
@@ -144,6 +148,14 @@ struct rs_host_api {
     int (*set_periodic)(rs_t *rs, uint64_t min_us, uint64_t incr_us, uint64_t max_us);
     rs_event_handle_t *(*event_handle)(rs_t *rs);
     const struct rs_conf *(*conf)(const rs_t *rs);
+    /* v3: */
+    int (*subscribe)(rs_t *rs, uint64_t client_id, const void *topic, size_t topic_len);
+    int (*unsubscribe)(rs_t *rs, uint64_t client_id, const void *topic, size_t topic_len);
+    int (*publish)(rs_t *rs, const void *topic, size_t topic_len, uint64_t except_client,
+                   uint32_t kind, const void *data, size_t len);
+    int (*to_topic)(rs_t *rs, const void *topic, size_t topic_len, uint64_t except_client,
+                    uint32_t kind);
+    int64_t (*topic_count)(rs_t *rs, const void *topic, size_t topic_len);
 };
 
 /* The layout every rs_t starts with. The server writes every field but w_len, which
@@ -335,6 +347,34 @@ static inline const char *rs_header(rs_t *rs, const char *name, size_t *value_le
 /* v2: the server's settings. */
 static inline const struct rs_conf *rs_get_conf(const rs_t *rs) {
     return RS_API(rs)->conf(rs);
+}
+
+/* ---- Topics (v3): named groups of clients, kept by the workers. ----
+ * A publish crosses each worker's ring once (and only to workers with subscribers);
+ * each worker encodes the frame once for all its subscribers. A client's subscriptions
+ * end with its connection. Topic names are byte strings of 1..RS_MAX_TOPIC_LEN bytes. */
+
+/* Subscribe a connected client of this app to `topic` (again: no change). */
+static inline int rs_subscribe(rs_t *rs, uint64_t client_id, const void *topic, size_t topic_len) {
+    return RS_API(rs)->subscribe(rs, client_id, topic, topic_len);
+}
+static inline int rs_unsubscribe(rs_t *rs, uint64_t client_id, const void *topic,
+                                 size_t topic_len) {
+    return RS_API(rs)->unsubscribe(rs, client_id, topic, topic_len);
+}
+/* Send `len` bytes to every subscriber of `topic` but `except_client` (0: none). */
+static inline int rs_publish(rs_t *rs, const void *topic, size_t topic_len, uint64_t except_client,
+                             uint32_t kind, const void *data, size_t len) {
+    return RS_API(rs)->publish(rs, topic, topic_len, except_client, kind, data, len);
+}
+/* Send what rs_w_* wrote to every subscriber of `topic` but `except_client` (0: none). */
+static inline int rs_to_topic(rs_t *rs, uint32_t kind, const void *topic, size_t topic_len,
+                              uint64_t except_client) {
+    return RS_API(rs)->to_topic(rs, topic, topic_len, except_client, kind);
+}
+/* Subscribers of `topic` on all workers (>= 0), or an RS_ERR_*. */
+static inline int64_t rs_topic_count(rs_t *rs, const void *topic, size_t topic_len) {
+    return RS_API(rs)->topic_count(rs, topic, topic_len);
 }
 
 /* ---- Timers and events. ---- */

@@ -1,4 +1,4 @@
-//! ABI version 2 between the ringsocket server and its app plugins.
+//! ABI version 3 between the ringsocket server and its app plugins.
 //!
 //! This crate is the Rust mirror of `include/ringsocket.h` (the header C authors
 //! include); a test compiles the header and checks that both agree on every constant,
@@ -20,8 +20,9 @@ use std::ffi::{c_char, c_int, c_void};
 
 /// `"RSAP"`: the first four bytes of every descriptor.
 pub const RS_ABI_MAGIC: u32 = 0x5253_4150;
-/// The ABI version this crate describes.
-pub const RS_ABI_VERSION: u32 = 2;
+/// The ABI version this crate describes (2 added metadata, writers, timers and events;
+/// 3 added topics).
+pub const RS_ABI_VERSION: u32 = 3;
 /// The oldest ABI version the server still loads.
 pub const RS_ABI_MIN_VERSION: u32 = 1;
 /// The size of a version-1 descriptor: the prefix of [`rs_app_descriptor`] up to and
@@ -62,6 +63,8 @@ pub const RS_ERR_FULL: c_int = -4;
 pub const RS_ERR_CLOSED: c_int = -5;
 /// No such client (v2).
 pub const RS_ERR_NOT_FOUND: c_int = -6;
+/// The longest topic name in bytes (v3).
+pub const RS_MAX_TOPIC_LEN: u32 = 255;
 
 /// Periodic timer: back to the minimum interval (v2; RingSocket 1's numbering).
 pub const RS_TIMER_MIN: c_int = 1;
@@ -231,6 +234,16 @@ pub type rs_event_handle_fn = unsafe extern "C" fn(*mut rs_t) -> *mut rs_event_h
 /// `conf(rs)`.
 pub type rs_conf_fn = unsafe extern "C" fn(*const rs_t) -> *const rs_conf;
 
+/// `subscribe(rs, client, topic, topic_len)` / `unsubscribe(...)` (v3).
+pub type rs_subscribe_fn = unsafe extern "C" fn(*mut rs_t, u64, *const c_void, usize) -> c_int;
+/// `publish(rs, topic, topic_len, except_client, kind, data, len)` (v3).
+pub type rs_publish_fn =
+    unsafe extern "C" fn(*mut rs_t, *const c_void, usize, u64, u32, *const c_void, usize) -> c_int;
+/// `to_topic(rs, topic, topic_len, except_client, kind)` (v3).
+pub type rs_to_topic_fn = unsafe extern "C" fn(*mut rs_t, *const c_void, usize, u64, u32) -> c_int;
+/// `topic_count(rs, topic, topic_len)` (v3).
+pub type rs_topic_count_fn = unsafe extern "C" fn(*mut rs_t, *const c_void, usize) -> i64;
+
 /// The functions the server offers a plugin.
 #[repr(C)]
 pub struct rs_host_api {
@@ -260,6 +273,16 @@ pub struct rs_host_api {
     pub event_handle: rs_event_handle_fn,
     /// v2: the server's settings.
     pub conf: rs_conf_fn,
+    /// v3: subscribes a client to a topic.
+    pub subscribe: rs_subscribe_fn,
+    /// v3: ends a client's subscription to a topic.
+    pub unsubscribe: rs_subscribe_fn,
+    /// v3: sends a message to a topic's subscribers.
+    pub publish: rs_publish_fn,
+    /// v3: sends the written message to a topic's subscribers.
+    pub to_topic: rs_to_topic_fn,
+    /// v3: a topic's subscriber count.
+    pub topic_count: rs_topic_count_fn,
 }
 
 /// `init(rs, settings_json, settings_len, &state)`.

@@ -11,7 +11,7 @@
 //! ```text
 //! inbound:  kind u8 | msg_kind u8 | large u8 | 0 u8 | arg u32 | client u64 | payload
 //!           (an open's payload: peer address, 24 bytes, then the request head)
-//! outbound: op u8   | msg_kind u8 | 0 u8 | large u8 | id_count u32 | payload_len u32 | 0 u32
+//! outbound: op u8   | msg_kind u8 | 0 u8 | large u8 | id_count u32 | payload_len u32 | topic u32
 //!           | payload | ids u64…
 //! ```
 //! A large payload is a [`LargeMessage`]'s 25-byte wire form instead of the bytes. The
@@ -520,13 +520,59 @@ impl<'a> IdList<'a> {
     }
 }
 
-/// Who an outbound message goes to (among the app's clients on the receiving worker).
+/// A topic, as an app thread numbers its topics (ids are reused once a topic has no
+/// subscribers left anywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TopicId(pub u32);
+
+/// Who an outbound message goes to (among the app's clients on the receiving worker):
+/// a group, and ids that are the recipients or those left out of the group.
 #[derive(Debug, Clone, Copy)]
-pub enum Targets<'a> {
-    /// Exactly these.
-    List(IdList<'a>),
-    /// Every client of the app except these.
-    AllExcept(IdList<'a>),
+pub struct Targets<'a> {
+    /// Which clients.
+    pub group: Group,
+    /// The listed ids ([`Group::List`]), or those left out (the others).
+    pub ids: IdList<'a>,
+}
+
+/// The clients a message's [`Targets`] start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Only the listed ids.
+    List,
+    /// Every client of the app.
+    All,
+    /// Every subscriber of the topic.
+    Topic(TopicId),
+}
+
+impl<'a> Targets<'a> {
+    /// Exactly these clients.
+    #[inline]
+    pub fn list(ids: IdList<'a>) -> Self {
+        Targets {
+            group: Group::List,
+            ids,
+        }
+    }
+
+    /// Every client of the app but these.
+    #[inline]
+    pub fn all_except(ids: IdList<'a>) -> Self {
+        Targets {
+            group: Group::All,
+            ids,
+        }
+    }
+
+    /// Every subscriber of `topic` but these.
+    #[inline]
+    pub fn topic(topic: TopicId, ids: IdList<'a>) -> Self {
+        Targets {
+            group: Group::Topic(topic),
+            ids,
+        }
+    }
 }
 
 /// An app→worker record.
@@ -554,12 +600,29 @@ pub enum Outbound<'a> {
         /// The client.
         client: ClientId,
     },
+    /// Add the client to the topic's subscribers (on its worker).
+    Subscribe {
+        /// The client.
+        client: ClientId,
+        /// The topic.
+        topic: TopicId,
+    },
+    /// Remove the client from the topic's subscribers.
+    Unsubscribe {
+        /// The client.
+        client: ClientId,
+        /// The topic.
+        topic: TopicId,
+    },
 }
 
 const OUT_SEND_LIST: u8 = 1;
 const OUT_SEND_ALL_EXCEPT: u8 = 2;
 const OUT_CLOSE: u8 = 3;
 const OUT_CLOSED: u8 = 4;
+const OUT_SEND_TOPIC: u8 = 5;
+const OUT_SUBSCRIBE: u8 = 6;
+const OUT_UNSUBSCRIBE: u8 = 7;
 const OUT_HEADER: usize = 16;
 
 impl Outbound<'_> {
@@ -567,12 +630,11 @@ impl Outbound<'_> {
     pub fn wire_len(&self) -> usize {
         OUT_HEADER
             + match self {
-                Outbound::Send { to, payload, .. } => {
-                    let (Targets::List(ids) | Targets::AllExcept(ids)) = to;
-                    8 * ids.len() + payload.wire_len()
-                }
+                Outbound::Send { to, payload, .. } => 8 * to.ids.len() + payload.wire_len(),
                 Outbound::Close { frame_payload, .. } => 8 + frame_payload.len(),
-                Outbound::Closed { .. } => 8,
+                Outbound::Closed { .. }
+                | Outbound::Subscribe { .. }
+                | Outbound::Unsubscribe { .. } => 8,
             }
     }
 
@@ -580,17 +642,22 @@ impl Outbound<'_> {
     fn encode(&self, out: &mut [u8]) {
         match self {
             Outbound::Send { kind, to, payload } => {
-                let (op, ids) = match to {
-                    Targets::List(ids) => (OUT_SEND_LIST, *ids),
-                    Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, *ids),
-                };
-                encode_out(out, op, *kind as u8, ids, payload);
+                let (op, topic) = target_op(to);
+                encode_out(out, op, *kind as u8, to.ids, topic, payload);
             }
             Outbound::Close {
                 client,
                 frame_payload,
-            } => encode_control(out, OUT_CLOSE, *client, frame_payload),
-            Outbound::Closed { client } => encode_control(out, OUT_CLOSED, *client, &[]),
+            } => encode_control(out, OUT_CLOSE, *client, TopicId(0), frame_payload),
+            Outbound::Closed { client } => {
+                encode_control(out, OUT_CLOSED, *client, TopicId(0), &[])
+            }
+            Outbound::Subscribe { client, topic } => {
+                encode_control(out, OUT_SUBSCRIBE, *client, *topic, &[])
+            }
+            Outbound::Unsubscribe { client, topic } => {
+                encode_control(out, OUT_UNSUBSCRIBE, *client, *topic, &[])
+            }
         }
     }
 
@@ -622,6 +689,7 @@ impl Outbound<'_> {
         let payload_len = u32::from_le_bytes(rec[8..12].try_into().expect("4 bytes")) as usize;
         let (payload, ids) = rec[OUT_HEADER..].split_at(payload_len);
         let ids = &ids[..8 * count];
+        let topic = TopicId(u32::from_le_bytes(rec[12..16].try_into().expect("4 bytes")));
         let ids = IdList::Wire(ids);
         let first = || ids.iter().next().unwrap_or(ClientId(0));
         match rec[0] {
@@ -630,12 +698,23 @@ impl Outbound<'_> {
                 frame_payload: payload,
             },
             OUT_CLOSED => Outbound::Closed { client: first() },
+            OUT_SUBSCRIBE => Outbound::Subscribe {
+                client: first(),
+                topic,
+            },
+            OUT_UNSUBSCRIBE => Outbound::Unsubscribe {
+                client: first(),
+                topic,
+            },
             op => Outbound::Send {
                 kind: message_kind(rec[1]),
-                to: if op == OUT_SEND_LIST {
-                    Targets::List(ids)
-                } else {
-                    Targets::AllExcept(ids)
+                to: Targets {
+                    group: match op {
+                        OUT_SEND_LIST => Group::List,
+                        OUT_SEND_ALL_EXCEPT => Group::All,
+                        _ => Group::Topic(topic),
+                    },
+                    ids,
                 },
                 // SAFETY: forwarded contract.
                 payload: unsafe { Payload::read(rec[3] != 0, payload) },
@@ -644,52 +723,70 @@ impl Outbound<'_> {
     }
 }
 
+/// The op code (and topic, for a publish) of a message record to `to`.
+#[inline]
+fn target_op(to: &Targets<'_>) -> (u8, TopicId) {
+    match to.group {
+        Group::List => (OUT_SEND_LIST, TopicId(0)),
+        Group::All => (OUT_SEND_ALL_EXCEPT, TopicId(0)),
+        Group::Topic(topic) => (OUT_SEND_TOPIC, topic),
+    }
+}
+
 /// Writes a whole outbound record: header, payload, ids.
 #[inline]
-fn encode_out(out: &mut [u8], op: u8, msg_kind: u8, ids: IdList<'_>, payload: &Payload<'_>) {
+fn encode_out(
+    out: &mut [u8],
+    op: u8,
+    msg_kind: u8,
+    ids: IdList<'_>,
+    topic: TopicId,
+    payload: &Payload<'_>,
+) {
     let payload_len = payload.wire_len();
-    write_out_header(
-        out,
+    let header = OutHeader {
         op,
         msg_kind,
-        payload.is_large(),
-        ids.len(),
+        large: payload.is_large(),
+        id_count: ids.len(),
         payload_len,
-    );
+        topic,
+    };
+    header.write(out);
     payload.write(&mut out[OUT_HEADER..OUT_HEADER + payload_len]);
     write_ids(&mut out[OUT_HEADER + payload_len..], ids);
 }
 
-/// A close or closed record (off the message path).
+/// A close, closed, subscribe or unsubscribe record (off the message path).
 #[cold]
-fn encode_control(out: &mut [u8], op: u8, client: ClientId, frame_payload: &[u8]) {
+fn encode_control(out: &mut [u8], op: u8, client: ClientId, topic: TopicId, frame_payload: &[u8]) {
     let ids = [client.0];
-    encode_out(
-        out,
-        op,
-        0,
-        IdList::Ids(&ids),
-        &Payload::Inline(frame_payload),
-    );
+    let payload = Payload::Inline(frame_payload);
+    encode_out(out, op, 0, IdList::Ids(&ids), topic, &payload);
 }
 
-/// Writes an outbound record's header.
-#[inline]
-fn write_out_header(
-    out: &mut [u8],
+/// An outbound record's header.
+struct OutHeader {
     op: u8,
     msg_kind: u8,
     large: bool,
     id_count: usize,
     payload_len: usize,
-) {
-    // One 16-byte value, so that it is stored at once.
-    let header = u128::from(op)
-        | u128::from(msg_kind) << 8
-        | u128::from(large) << 24
-        | u128::from(id_count as u32) << 32
-        | u128::from(payload_len as u32) << 64;
-    out[..OUT_HEADER].copy_from_slice(&header.to_le_bytes());
+    topic: TopicId,
+}
+
+impl OutHeader {
+    /// Writes it as one 16-byte value, so that it is stored at once.
+    #[inline]
+    fn write(&self, out: &mut [u8]) {
+        let header = u128::from(self.op)
+            | u128::from(self.msg_kind) << 8
+            | u128::from(self.large) << 24
+            | u128::from(self.id_count as u32) << 32
+            | u128::from(self.payload_len as u32) << 64
+            | u128::from(self.topic.0) << 96;
+        out[..OUT_HEADER].copy_from_slice(&header.to_le_bytes());
+    }
 }
 
 /// Writes `ids` at the start of `out`.
@@ -894,16 +991,22 @@ impl OutboundTx {
         to: Targets<'_>,
         len: usize,
     ) -> Result<(), Draft> {
-        let (op, ids) = match to {
-            Targets::List(ids) => (OUT_SEND_LIST, ids),
-            Targets::AllExcept(ids) => (OUT_SEND_ALL_EXCEPT, ids),
-        };
+        let ids = to.ids;
+        let (op, topic) = target_op(&to);
         let total = OUT_HEADER + len + 8 * ids.len();
         if total > draft.0.max_len() {
             return Err(draft);
         }
         let record = self.0.reserved(&draft.0);
-        write_out_header(record, op, kind as u8, false, ids.len(), len);
+        let header = OutHeader {
+            op,
+            msg_kind: kind as u8,
+            large: false,
+            id_count: ids.len(),
+            payload_len: len,
+            topic,
+        };
+        header.write(record);
         write_ids(&mut record[OUT_HEADER + len..], ids);
         self.0.commit(draft.0, total);
         Ok(())
@@ -1064,7 +1167,7 @@ mod tests {
         for _ in 0..2 {
             tx.try_push(Outbound::Send {
                 kind: MessageKind::Binary,
-                to: Targets::AllExcept(IdList::Ids(&[])),
+                to: Targets::all_except(IdList::Ids(&[])),
                 payload: Payload::Large(LargeMessage::shared(shared.clone())),
             })
             .unwrap();
@@ -1086,7 +1189,7 @@ mod tests {
         let ids = [3u64, 9, 270, 1 << 40];
         tx.try_push(Outbound::Send {
             kind: MessageKind::Text,
-            to: Targets::AllExcept(IdList::Ids(&ids)),
+            to: Targets::all_except(IdList::Ids(&ids)),
             payload: Payload::Inline(b"hello"),
         })
         .unwrap();
@@ -1102,7 +1205,11 @@ mod tests {
         rx.pop_with(|r| {
             let Outbound::Send {
                 kind,
-                to: Targets::AllExcept(list),
+                to:
+                    Targets {
+                        group: Group::All,
+                        ids: list,
+                    },
                 payload,
             } = r
             else {
@@ -1147,7 +1254,7 @@ mod tests {
         tx.finish_draft(
             draft,
             MessageKind::Text,
-            Targets::List(IdList::Ids(&[5, 7])),
+            Targets::list(IdList::Ids(&[5, 7])),
             8,
         )
         .unwrap();
@@ -1157,7 +1264,7 @@ mod tests {
             .finish_draft(
                 draft,
                 MessageKind::Binary,
-                Targets::List(IdList::Ids(&[1, 2])),
+                Targets::list(IdList::Ids(&[1, 2])),
                 8,
             )
             .unwrap_err();
@@ -1165,7 +1272,11 @@ mod tests {
         rx.pop_with(|r| {
             let Outbound::Send {
                 kind: MessageKind::Text,
-                to: Targets::List(ids),
+                to:
+                    Targets {
+                        group: Group::List,
+                        ids,
+                    },
                 payload,
             } = r
             else {

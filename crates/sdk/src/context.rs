@@ -20,6 +20,13 @@ pub enum To<'a> {
     Every,
     /// Every client of the app but these.
     EveryExcept(&'a [ClientId]),
+    /// Every subscriber of the topic (see [`Context::subscribe`]) but `except`.
+    Topic {
+        /// The topic's name (1 to 255 bytes).
+        topic: &'a [u8],
+        /// A subscriber to leave out (typically the sender).
+        except: Option<ClientId>,
+    },
 }
 
 impl To<'_> {
@@ -30,6 +37,7 @@ impl To<'_> {
             To::Clients(c) => (abi::RS_TO_MULTI, c),
             To::Every => (abi::RS_TO_EVERY, &[]),
             To::EveryExcept(c) => (abi::RS_TO_EVERY_EXCEPT, c),
+            To::Topic { .. } => unreachable!("topics are sent by publish"),
         }
     }
 }
@@ -96,8 +104,22 @@ impl<'a> Context<'a> {
     /// [`Error::WrongCallback`] for [`To::Current`] outside `open`/`read`,
     /// [`Error::TooBig`] past the size limit.
     pub fn send(&mut self, to: To<'_>, msg: Message<'_>) -> Result<(), Error> {
-        let (target, ids) = to.raw();
         let (kind, data) = msg.raw();
+        if let To::Topic { topic, except } = to {
+            // SAFETY: live handle; the pointers and lengths describe live slices.
+            return check(unsafe {
+                (self.api.publish)(
+                    self.raw,
+                    topic.as_ptr().cast(),
+                    topic.len(),
+                    except.map_or(0, |c| c.0),
+                    kind,
+                    data.as_ptr().cast(),
+                    data.len(),
+                )
+            });
+        }
+        let (target, ids) = to.raw();
         // SAFETY: `raw` is the live handle; the pointers and lengths describe live slices
         // (`ClientId` is `repr(transparent)` over u64).
         check(unsafe {
@@ -151,6 +173,55 @@ impl<'a> Context<'a> {
     /// As [`Context::send`].
     pub fn broadcast_except(&mut self, except: &[ClientId], msg: Message<'_>) -> Result<(), Error> {
         self.send(To::EveryExcept(except), msg)
+    }
+
+    /// Sends to every subscriber of `topic` but `except`: one record per worker with
+    /// subscribers, one frame per worker.
+    ///
+    /// # Errors
+    /// As [`Context::send`]; [`Error::Invalid`] for an empty or over-long topic.
+    pub fn publish(
+        &mut self,
+        topic: impl AsRef<[u8]>,
+        except: Option<ClientId>,
+        msg: Message<'_>,
+    ) -> Result<(), Error> {
+        let topic = topic.as_ref();
+        self.send(To::Topic { topic, except }, msg)
+    }
+
+    /// Subscribes a connected client to `topic` (1 to 255 bytes; again: no change).
+    /// Its subscriptions end when it leaves.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a client that is not connected, [`Error::Invalid`] for a
+    /// bad topic.
+    pub fn subscribe(&mut self, client: ClientId, topic: impl AsRef<[u8]>) -> Result<(), Error> {
+        let topic = topic.as_ref();
+        // SAFETY: live handle; the topic slice is live.
+        check(unsafe {
+            (self.api.subscribe)(self.raw, client.0, topic.as_ptr().cast(), topic.len())
+        })
+    }
+
+    /// Ends a client's subscription to `topic` (none: no change).
+    ///
+    /// # Errors
+    /// As [`Context::subscribe`].
+    pub fn unsubscribe(&mut self, client: ClientId, topic: impl AsRef<[u8]>) -> Result<(), Error> {
+        let topic = topic.as_ref();
+        // SAFETY: live handle; the topic slice is live.
+        check(unsafe {
+            (self.api.unsubscribe)(self.raw, client.0, topic.as_ptr().cast(), topic.len())
+        })
+    }
+
+    /// How many clients subscribe to `topic`, on all workers.
+    pub fn topic_count(&mut self, topic: impl AsRef<[u8]>) -> usize {
+        let topic = topic.as_ref();
+        // SAFETY: live handle; the topic slice is live.
+        let n = unsafe { (self.api.topic_count)(self.raw, topic.as_ptr().cast(), topic.len()) };
+        usize::try_from(n).unwrap_or(0)
     }
 
     /// Starts a message written in place into the outbound ring: write it with the
@@ -238,11 +309,23 @@ impl<'a> Context<'a> {
 
     /// Sends the written message (for the writer).
     pub(crate) fn send_written(&mut self, to: To<'_>, kind: Kind) -> Result<(), Error> {
-        let (target, ids) = to.raw();
         let kind = match kind {
             Kind::Binary => abi::RS_BIN,
             Kind::Text => abi::RS_UTF8,
         };
+        if let To::Topic { topic, except } = to {
+            // SAFETY: live handle; the topic slice is live.
+            return check(unsafe {
+                (self.api.to_topic)(
+                    self.raw,
+                    topic.as_ptr().cast(),
+                    topic.len(),
+                    except.map_or(0, |c| c.0),
+                    kind,
+                )
+            });
+        }
+        let (target, ids) = to.raw();
         // SAFETY: live handle; the ids slice is live.
         check(unsafe { (self.api.to)(self.raw, target, ids.as_ptr().cast(), ids.len(), kind) })
     }

@@ -18,6 +18,13 @@
 //! | `wall TEXT` / `wexcept ID TEXT` | the writer's TEXT to every client / all but ID |
 //! | `wmulti ID,ID,.. TEXT` | the writer's TEXT to each listed client |
 //! | `post TEXT` | a new thread posts TEXT as an event; the event callback broadcasts `event TEXT` |
+//! | `sub TOPIC` / `unsub TOPIC` | (un)subscribes the sender; replies `ok` or the error |
+//! | `subid ID TOPIC` | subscribes client ID; replies `ok` or the error |
+//! | `pub TOPIC TEXT` / `pubx TOPIC TEXT` | publishes TEXT to TOPIC (pubx: not to the sender) |
+//! | `wpub TOPIC TEXT` | publishes TEXT to TOPIC through the in-place writer |
+//! | `pubn TOPIC N` | publishes `N` messages `seq I` (I = 0..N) to TOPIC |
+//! | `count TOPIC` | replies `count N`, the topic's subscriber count |
+//! | `subn PREFIX N` | subscribes the sender to topics PREFIX0..PREFIX(N-1); replies `ok` |
 //!
 //! A binary message starting with `TYPD` is read with the typed reader: `TYPD, u32 BE n,
 //! n bytes` replies `typed n`; any other length closes with 4900 (the SDK's typed error).
@@ -228,6 +235,49 @@ impl App for Probe {
                 std::thread::spawn(move || sender.post(text.as_bytes()))
                     .join()
                     .map_err(|_| Error::App("poster panicked".into()))?
+            }
+            "sub" | "unsub" => {
+                let result = if cmd == "sub" {
+                    ctx.subscribe(client, arg)
+                } else {
+                    ctx.unsubscribe(client, arg)
+                };
+                let reply = result.map_or_else(|e| format!("{e:?}"), |()| "ok".into());
+                ctx.reply(Message::Text(&reply))
+            }
+            "subid" => {
+                let result = ctx.subscribe(ClientId(arg.parse().unwrap_or(0)), tail);
+                let reply = result.map_or_else(|e| format!("{e:?}"), |()| "ok".into());
+                ctx.reply(Message::Text(&reply))
+            }
+            "pub" => ctx.publish(arg, None, Message::Text(tail)),
+            "pubx" => ctx.publish(arg, Some(client), Message::Text(tail)),
+            "wpub" => {
+                let mut w = ctx.writer();
+                w.put_str(tail);
+                w.send(
+                    To::Topic {
+                        topic: arg.as_bytes(),
+                        except: None,
+                    },
+                    Kind::Text,
+                )
+            }
+            "pubn" => {
+                for i in 0..tail.parse::<u32>().unwrap_or(0) {
+                    ctx.publish(arg, None, Message::Text(&format!("seq {i}")))?;
+                }
+                Ok(())
+            }
+            "subn" => {
+                for i in 0..tail.parse::<u32>().unwrap_or(0) {
+                    ctx.subscribe(client, format!("{arg}{i}"))?;
+                }
+                ctx.reply(Message::Text("ok"))
+            }
+            "count" => {
+                let n = ctx.topic_count(arg);
+                ctx.reply(Message::Text(&format!("count {n}")))
             }
             _ => ctx.reply(msg),
         }

@@ -3,9 +3,10 @@
 
 use super::host::{
     host_client_info, host_close, host_conf, host_current_client, host_event_handle, host_header,
-    host_log, host_send, host_set_periodic, host_set_timer,
+    host_log, host_publish, host_send, host_set_periodic, host_set_timer, host_subscribe,
+    host_topic_count, host_unsubscribe,
 };
-use super::writer::{host_to, host_w_reserve};
+use super::writer::{host_to, host_to_topic, host_w_reserve};
 use ringsocket_abi as abi;
 
 /// The API table every handle points at.
@@ -23,4 +24,9 @@ pub(crate) static HOST_API: abi::rs_host_api = abi::rs_host_api {
     set_periodic: host_set_periodic,
     event_handle: host_event_handle,
     conf: host_conf,
+    subscribe: host_subscribe,
+    unsubscribe: host_unsubscribe,
+    publish: host_publish,
+    to_topic: host_to_topic,
+    topic_count: host_topic_count,
 };

@@ -10,6 +10,7 @@ use super::clients::Clients;
 use super::events::EventQueue;
 use super::ffi::plugin_slice;
 use super::periodic::Periodic;
+use super::topics::{AppTopics, MAX_TOPIC_LEN};
 use super::ServerFacts;
 use crate::config::AppConfig;
 use crate::records::{ClientId, IdList, LargeMessage, Outbound, OutboundTx, Payload, Targets};
@@ -70,6 +71,9 @@ pub(crate) struct HostCtx {
     /// Heap room for a written message that left (or never got) its reservation.
     pub(crate) spill: Vec<u8>,
     pub(crate) clients: Clients,
+    pub(crate) topics: AppTopics,
+    /// Per worker, during a publish: whether it has subscribers (reused).
+    publish_to: Vec<bool>,
     /// The request head of the client being opened, during its open callback.
     pub(crate) open_head: Option<(*const u8, usize)>,
     pub(crate) events: Arc<EventQueue>,
@@ -224,6 +228,74 @@ pub(super) unsafe extern "C" fn host_event_handle(rs: *mut abi::rs_t) -> *mut ab
     ctx.events.handle()
 }
 
+pub(super) unsafe extern "C" fn host_subscribe(
+    rs: *mut abi::rs_t,
+    client: u64,
+    topic: *const c_void,
+    topic_len: usize,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `topic_len` readable bytes.
+    match unsafe { plugin_slice(topic.cast::<u8>(), topic_len) } {
+        Some(topic) => ctx.subscription(ClientId(client), topic, true),
+        None => abi::RS_ERR_INVALID,
+    }
+}
+
+pub(super) unsafe extern "C" fn host_unsubscribe(
+    rs: *mut abi::rs_t,
+    client: u64,
+    topic: *const c_void,
+    topic_len: usize,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `topic_len` readable bytes.
+    match unsafe { plugin_slice(topic.cast::<u8>(), topic_len) } {
+        Some(topic) => ctx.subscription(ClientId(client), topic, false),
+        None => abi::RS_ERR_INVALID,
+    }
+}
+
+pub(super) unsafe extern "C" fn host_publish(
+    rs: *mut abi::rs_t,
+    topic: *const c_void,
+    topic_len: usize,
+    except: u64,
+    kind: u32,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `topic_len` and `len` readable bytes.
+    let (topic, data) = unsafe {
+        (
+            plugin_slice(topic.cast::<u8>(), topic_len),
+            plugin_slice(data.cast::<u8>(), len),
+        )
+    };
+    match (topic, data) {
+        (Some(topic), Some(data)) => ctx.publish(topic, except, kind, data, false),
+        _ => abi::RS_ERR_INVALID,
+    }
+}
+
+pub(super) unsafe extern "C" fn host_topic_count(
+    rs: *mut abi::rs_t,
+    topic: *const c_void,
+    topic_len: usize,
+) -> i64 {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `topic_len` readable bytes.
+    match unsafe { plugin_slice(topic.cast::<u8>(), topic_len) } {
+        Some(topic) => i64::from(ctx.topics.count(topic)),
+        None => i64::from(abi::RS_ERR_INVALID),
+    }
+}
+
 pub(super) unsafe extern "C" fn host_conf(rs: *const abi::rs_t) -> *const abi::rs_conf {
     // SAFETY: as in host_send (read-only here).
     unsafe { &(*rs.cast::<HostCtx>()).conf }
@@ -291,6 +363,8 @@ impl HostCtx {
             write_failed: false,
             spill: Vec::new(),
             clients: Clients::default(),
+            topics: AppTopics::new(n),
+            publish_to: vec![false; n],
             open_head: None,
             events,
             conf,
@@ -317,17 +391,10 @@ impl HostCtx {
         data: &[u8],
         in_place: bool,
     ) -> c_int {
-        let kind = match kind {
-            abi::RS_BIN => MessageKind::Binary,
-            abi::RS_UTF8 => MessageKind::Text,
-            _ => return abi::RS_ERR_INVALID,
+        let kind = match self.check_message(kind, data) {
+            Ok(kind) => kind,
+            Err(code) => return code,
         };
-        if data.len() > self.max_msg {
-            return abi::RS_ERR_TOO_BIG;
-        }
-        if kind == MessageKind::Text && std::str::from_utf8(data).is_err() {
-            return abi::RS_ERR_INVALID;
-        }
         let mut shared = None;
         let result = match target {
             // One recipient, one worker: no grouping.
@@ -346,11 +413,11 @@ impl HostCtx {
                 if id.0 == 0 || w >= self.outbound.len() {
                     return abi::RS_OK; // no such client: dropped, like a gone one
                 }
-                let to = Targets::List(IdList::Ids(std::slice::from_ref(&id.0)));
+                let to = Targets::list(IdList::Ids(std::slice::from_ref(&id.0)));
                 self.deliver(w, to, kind, data, in_place, &mut shared)
             }
             abi::RS_TO_EVERY => self.each_worker(in_place, |ctx, w| {
-                let to = Targets::AllExcept(IdList::Ids(&[]));
+                let to = Targets::all_except(IdList::Ids(&[]));
                 ctx.deliver(w, to, kind, data, in_place, &mut shared)
             }),
             abi::RS_TO_MULTI | abi::RS_TO_EVERY_EXCEPT => {
@@ -363,9 +430,9 @@ impl HostCtx {
                     let list = std::mem::take(&mut ctx.scratch[w]);
                     let ids = IdList::Ids(&list);
                     let to = if except {
-                        Targets::AllExcept(ids)
+                        Targets::all_except(ids)
                     } else {
-                        Targets::List(ids)
+                        Targets::list(ids)
                     };
                     let result = ctx.deliver(w, to, kind, data, in_place, &mut shared);
                     ctx.scratch[w] = list;
@@ -375,6 +442,84 @@ impl HostCtx {
             _ => Err(abi::RS_ERR_INVALID),
         };
         result.err().unwrap_or(abi::RS_OK)
+    }
+
+    /// The kind of a message an app sends, if the message may be sent.
+    #[inline]
+    fn check_message(&self, kind: u32, data: &[u8]) -> Result<MessageKind, c_int> {
+        let kind = match kind {
+            abi::RS_BIN => MessageKind::Binary,
+            abi::RS_UTF8 => MessageKind::Text,
+            _ => return Err(abi::RS_ERR_INVALID),
+        };
+        if data.len() > self.max_msg {
+            return Err(abi::RS_ERR_TOO_BIG);
+        }
+        if kind == MessageKind::Text && std::str::from_utf8(data).is_err() {
+            return Err(abi::RS_ERR_INVALID);
+        }
+        Ok(kind)
+    }
+
+    /// Sends `data` to every subscriber of `topic` but `except` (if not 0): one record
+    /// per worker that has subscribers. With `in_place`, as in [`HostCtx::send`].
+    pub(crate) fn publish(
+        &mut self,
+        topic: &[u8],
+        except: u64,
+        kind: u32,
+        data: &[u8],
+        in_place: bool,
+    ) -> c_int {
+        let kind = match self.check_message(kind, data) {
+            Ok(kind) => kind,
+            Err(code) => return code,
+        };
+        if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+            return abi::RS_ERR_INVALID;
+        }
+        let Some((id, per_worker)) = self.topics.find(topic) else {
+            return abi::RS_OK; // no subscribers anywhere
+        };
+        for (flag, &n) in self.publish_to.iter_mut().zip(per_worker) {
+            *flag = n > 0;
+        }
+        let except = [except];
+        let except = IdList::Ids(if except[0] == 0 { &[] } else { &except });
+        let mut shared = None;
+        let result = self.each_worker(in_place, |ctx, w| {
+            if !ctx.publish_to[w] {
+                return Ok(());
+            }
+            let to = Targets::topic(id, except);
+            ctx.deliver(w, to, kind, data, in_place, &mut shared)
+        });
+        result.err().unwrap_or(abi::RS_OK)
+    }
+
+    /// Subscribes (or with `on` false, unsubscribes) `client` to `topic`.
+    pub(crate) fn subscription(&mut self, client: ClientId, topic: &[u8], on: bool) -> c_int {
+        if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
+            return abi::RS_ERR_INVALID;
+        }
+        if self.clients.get(client).is_none() {
+            return abi::RS_ERR_NOT_FOUND;
+        }
+        let w = client.worker();
+        let changed = if on {
+            self.topics.subscribe(client, w, topic)
+        } else {
+            self.topics.unsubscribe(client, w, topic)
+        };
+        if let Some(topic) = changed {
+            let record = if on {
+                Outbound::Subscribe { client, topic }
+            } else {
+                Outbound::Unsubscribe { client, topic }
+            };
+            self.push(w, record);
+        }
+        abi::RS_OK
     }
 
     /// Runs `each` for every worker, the draft's own worker last: the others copy from
@@ -445,7 +590,7 @@ impl HostCtx {
                 Err(_) => data = self.spill_copy(data),
             }
         }
-        let (Targets::List(ids) | Targets::AllExcept(ids)) = to;
+        let ids = to.ids;
         let payload = self.payload(w, data, shared);
         let record = Outbound::Send { kind, to, payload };
         // One id always fits (a payload is at most a quarter of a record); a long list

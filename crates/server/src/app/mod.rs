@@ -8,6 +8,7 @@ mod events;
 mod ffi;
 mod host;
 mod periodic;
+mod topics;
 mod writer;
 
 use crate::config::AppConfig;
@@ -389,6 +390,7 @@ fn dispatch(
             }
             ctx.callback = Callback::None;
             ctx.clients.remove(client);
+            ctx.topics.client_left(client, client.worker());
             // Everything the app sends this client is in the ring now.
             ctx.push(client.worker(), Outbound::Closed { client });
             ctx.set_current(ClientId(0), 0, 0);

@@ -41,7 +41,32 @@ pub(super) unsafe extern "C" fn host_to(
         ctx.discard_written();
         return abi::RS_ERR_INVALID;
     };
-    ctx.send_written(target, ids, kind)
+    ctx.send_written(Recipients::Target(target, ids), kind)
+}
+
+pub(super) unsafe extern "C" fn host_to_topic(
+    rs: *mut abi::rs_t,
+    topic: *const std::ffi::c_void,
+    topic_len: usize,
+    except: u64,
+    kind: u32,
+) -> c_int {
+    // SAFETY: as in host_w_reserve.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `topic_len` readable bytes.
+    let Some(topic) = (unsafe { plugin_slice(topic.cast::<u8>(), topic_len) }) else {
+        ctx.discard_written();
+        return abi::RS_ERR_INVALID;
+    };
+    ctx.send_written(Recipients::Topic(topic, except), kind)
+}
+
+/// Who a written message goes to.
+enum Recipients<'a> {
+    /// An `RS_TO_*` target and its ids.
+    Target(u32, &'a [u64]),
+    /// A topic's subscribers but one client (0: none).
+    Topic(&'a [u8], u64),
 }
 
 impl HostCtx {
@@ -132,7 +157,7 @@ impl HostCtx {
     }
 
     /// Sends the written message and starts a new one.
-    fn send_written(&mut self, target: u32, ids: &[u64], kind: u32) -> c_int {
+    fn send_written(&mut self, to: Recipients<'_>, kind: u32) -> c_int {
         if self.write_failed {
             self.discard_written();
             return abi::RS_ERR_TOO_BIG;
@@ -150,7 +175,10 @@ impl HostCtx {
             // this send publishes or copies them (see HostCtx::send).
             unsafe { std::slice::from_raw_parts(self.header.w_ptr, len) }
         };
-        let result = self.send(target, ids, kind, data, true);
+        let result = match to {
+            Recipients::Target(target, ids) => self.send(target, ids, kind, data, true),
+            Recipients::Topic(topic, except) => self.publish(topic, except, kind, data, true),
+        };
         self.discard_written();
         result
     }

@@ -13,6 +13,7 @@ mod events;
 mod inbox;
 mod outbound;
 mod timers;
+mod topics;
 
 pub(crate) use inbox::AppInbox;
 
@@ -74,6 +75,8 @@ struct Worker {
     tls: Option<Arc<rustls::ServerConfig>>,
     conns: Slab<Conn>,
     by_id: FxHashMap<ClientId, usize>,
+    /// Topic subscribers among this worker's connections.
+    topics: topics::Topics,
     /// Each app's open connections (slab keys).
     open: Vec<Vec<usize>>,
     inboxes: Vec<AppInbox>,
@@ -137,6 +140,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         tls: setup.tls,
         conns: Slab::new(),
         by_id: FxHashMap::default(),
+        topics: topics::Topics::default(),
         open: vec![Vec::new(); setup.inboxes.len()],
         inboxes: setup.inboxes,
         outboxes: setup.outboxes,
@@ -320,6 +324,8 @@ impl Worker {
         };
         if !conn.session.is_open() {
             if let Some(slot) = conn.app_slot.take() {
+                // Subscriptions end with the connection (before the app hears of it).
+                self.topics.remove_conn(key);
                 let list = &mut self.open[conn.app.index()];
                 list.swap_remove(slot.index());
                 if let Some(&moved) = list.get(slot.index()) {
@@ -377,6 +383,7 @@ impl Worker {
             budget: &mut self.budget,
             limits: &self.config.limits,
             now: self.tick,
+            topics: &mut self.topics,
         }
     }
 

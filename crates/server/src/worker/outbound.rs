@@ -4,7 +4,8 @@
 use super::conn::Conn;
 use super::events::{IdSource, ToApp};
 use super::inbox::AppInbox;
-use crate::records::{ClientId, Outbound, Targets};
+use super::topics::Topics;
+use crate::records::{ClientId, Group, Outbound};
 use ringsocket_proto::CloseCode;
 use ringsocket_session::{AppIndex, Frame, Limits, Sent, Tick};
 use rustc_hash::FxHashMap;
@@ -40,6 +41,7 @@ pub(crate) struct Apply<'a> {
     pub(crate) budget: &'a mut Budget,
     pub(crate) limits: &'a Limits,
     pub(crate) now: Tick,
+    pub(crate) topics: &'a mut Topics,
 }
 
 impl Apply<'_> {
@@ -77,9 +79,10 @@ impl Apply<'_> {
             Outbound::Send { kind, to, payload } => {
                 // Encoded once, queued to every recipient.
                 let frame = Frame::message(kind, payload.bytes());
-                match to {
-                    Targets::List(ids) => {
-                        for id in ids.iter() {
+                let except = to.ids;
+                match to.group {
+                    Group::List => {
+                        for id in to.ids.iter() {
                             if let Some(&key) = self.by_id.get(&id) {
                                 if self.conns[key].app == app {
                                     self.deliver(key, &frame);
@@ -87,16 +90,45 @@ impl Apply<'_> {
                             }
                         }
                     }
-                    Targets::AllExcept(except) => {
+                    Group::All => {
                         for &key in open {
                             if except.is_empty() || !except.contains(self.conns[key].id) {
                                 self.deliver(key, &frame);
                             }
                         }
                     }
+                    Group::Topic(topic) => {
+                        // Taken out while delivering; nothing changes subscriptions
+                        // until the worker settles connections afterwards.
+                        let list = self.topics.take(app, topic);
+                        for &key in &list {
+                            let key = key as usize;
+                            if except.is_empty() || !except.contains(self.conns[key].id) {
+                                self.deliver(key, &frame);
+                            }
+                        }
+                        self.topics.put_back(app, topic, list);
+                    }
+                }
+            }
+            Outbound::Subscribe { client, topic } => {
+                if let Some(key) = self.open_conn(app, client) {
+                    self.topics.subscribe(key, app, topic);
+                }
+            }
+            Outbound::Unsubscribe { client, topic } => {
+                if let Some(key) = self.open_conn(app, client) {
+                    self.topics.unsubscribe(key, app, topic);
                 }
             }
         }
+    }
+
+    /// The key of `client`, if it is an open connection of `app` here.
+    fn open_conn(&self, app: AppIndex, client: ClientId) -> Option<usize> {
+        let &key = self.by_id.get(&client)?;
+        let conn = &self.conns[key];
+        (conn.app == app && conn.session.is_open()).then_some(key)
     }
 
     /// Queues `frame` to connection `key`, within its cap and the worker's budget.
