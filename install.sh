@@ -20,7 +20,7 @@ HEADERS=(ringsocket.h ringsocket-v1/ringsocket.h ringsocket1/ringsocket.h)
 CONF=/etc/ringsocket.json
 UNIT=/etc/systemd/system/ringsocket.service
 PIDFILE=/run/ringsocket/ringsocket.pid   # the daemon's default pid_file
-PLUGINS=(libecho.so libecho_c.so libbroadcast.so)
+PLUGINS=(libecho.so libecho_c.so libbroadcast.so libgroups.so)
 
 say() { echo "install.sh: $*"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
@@ -134,5 +134,5 @@ else
   say "ringsocket runs as pid $(cat "$PIDFILE") (no systemd here; it logs to syslog)"
 fi
 [[ $changed -eq 1 ]] || say "nothing changed"
-say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C) or /broadcast"
+say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C), /broadcast or /groups (see README)"
 say "app headers: -I $INCLUDE (ringsocket.h), -I $INCLUDE/ringsocket1 (RingSocket 1 apps); see docs/apps.md"
