@@ -8,6 +8,10 @@
 //!   W messages in flight (it hears its own broadcast); every subscriber checks the
 //!   sequence numbers. Reports deliveries/s, delivery latency, server CPU per delivery and
 //!   drops (which must be 0).
+//! * `topics`: C subscribers spread over T topics (one group each of the `groups` app,
+//!   which must acknowledge joins), and T publishers, one per topic, each keeping W
+//!   messages in flight (paced by its topic's first subscriber); every subscriber checks
+//!   its topic's sequence numbers. Reports as `fanout` does.
 //! * `idle`: C idle connections spread over several 127.0.0.x source addresses; reports
 //!   the server's RSS growth per connection.
 //! * `handshakes`: C concurrent connect → upgrade → reset loops; reports upgrades/s.
@@ -29,6 +33,7 @@ use std::time::{Duration, Instant};
 enum Scenario {
     Echo,
     Fanout,
+    Topics,
     Idle,
     Handshakes,
 }
@@ -55,6 +60,9 @@ struct Args {
     /// Messages in flight per connection (per publisher for fanout).
     #[arg(long, short = 'w', default_value_t = 1)]
     inflight: usize,
+    /// Topics (for `topics`: subscribers are spread evenly over them).
+    #[arg(long, default_value_t = 10)]
+    topics: usize,
     /// Payload bytes per message.
     #[arg(long, short = 's', default_value_t = 32)]
     size: usize,
@@ -694,6 +702,156 @@ fn fanout(load: &mut Load) -> String {
     )
 }
 
+/// Joins every connection to its topic's group and waits for each acknowledgement.
+fn join_topics(load: &mut Load, subscribers: usize, topics: usize) -> bool {
+    let total = load.conns.len();
+    for i in 0..total {
+        let t = if i < subscribers {
+            i % topics
+        } else {
+            i - subscribers
+        };
+        let join = format!("SOCKETFORWARDER-NEW:t{t}");
+        load.conns[i]
+            .out
+            .extend_from_slice(&client_frame(1, join.as_bytes()));
+        load.flush(i);
+    }
+    let mut acked = vec![false; total];
+    let mut left = total;
+    let mut events = Events::with_capacity(4096);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while left > 0 && Instant::now() < deadline {
+        let _ = load.poll.poll(&mut events, Some(Duration::from_millis(10)));
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if acked[i] || !ev.is_readable() || !load.fill(i) {
+                continue;
+            }
+            let c = &mut load.conns[i];
+            if let Some((_, _, len)) = server_frame(&c.inbuf) {
+                c.inbuf.drain(..len);
+                acked[i] = true;
+                left -= 1;
+            }
+        }
+    }
+    left == 0
+}
+
+fn topics(load: &mut Load) -> String {
+    let topics = load.args.topics.max(1);
+    let subscribers = load.args.conns.max(topics);
+    if !load.open_all(subscribers + topics) {
+        return fail(load, "could not open every connection");
+    }
+    if !join_topics(load, subscribers, topics) {
+        return fail(load, "not every join was acknowledged (is ack_join on?)");
+    }
+    let publisher = |t: usize| subscribers + t;
+    let size = load.args.size.max(16);
+    let epoch = Instant::now();
+    let mut next_seq = vec![0u64; topics];
+    let send = |c: &mut Conn, seq: &mut u64| {
+        let mut payload = vec![0u8; size];
+        payload[..8].copy_from_slice(&seq.to_le_bytes());
+        payload[8..16].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
+        c.out.extend_from_slice(&client_frame(2, &payload));
+        *seq += 1;
+    };
+    for t in 0..topics {
+        for _ in 0..load.args.inflight {
+            send(&mut load.conns[publisher(t)], &mut next_seq[t]);
+        }
+        load.flush(publisher(t));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
+    let (mut deliveries, mut drops, mut reordered) = (0u64, 0u64, 0u64);
+    let mut window = Window::new(load.args.warmup, load.args.secs);
+    let mut events = Events::with_capacity(4096);
+    let mut publishing = true;
+    let mut drain_until = None;
+    while let Some((now, measuring)) = load.step(&mut events, &mut window) {
+        if window.ended && publishing {
+            publishing = false;
+            drain_until = Some(now + Duration::from_secs(2));
+        }
+        if drain_until.is_some_and(|d| now > d) {
+            break;
+        }
+        let now_ns = epoch.elapsed().as_nanos() as u64;
+        for ev in events.iter() {
+            let i = ev.token().0;
+            if i >= subscribers
+                || load.conns[i].state != State::Open
+                || !ev.is_readable()
+                || !load.fill(i)
+            {
+                continue;
+            }
+            let mut got = 0;
+            let c = &mut load.conns[i];
+            let mut at = 0;
+            while let Some((_, range, len)) = server_frame(&c.inbuf[at..]) {
+                let p = &c.inbuf[at + range.start..at + range.end];
+                at += len;
+                let seq = u64::from_le_bytes(p[..8].try_into().unwrap_or_default());
+                let sent_ns = u64::from_le_bytes(p[8..16].try_into().unwrap_or_default());
+                if seq > c.expect_seq {
+                    drops += seq - c.expect_seq;
+                } else if seq < c.expect_seq {
+                    reordered += 1;
+                }
+                c.expect_seq = seq + 1;
+                got += 1;
+                if measuring {
+                    deliveries += 1;
+                    let _ = hist.record(now_ns.saturating_sub(sent_ns).max(1));
+                }
+            }
+            c.inbuf.drain(..at);
+            // The topic's first subscriber paces its publisher.
+            if publishing && i < topics {
+                for _ in 0..got {
+                    send(&mut load.conns[publisher(i)], &mut next_seq[i]);
+                }
+                load.flush(publisher(i));
+            }
+        }
+        if !publishing {
+            let all_in = load.conns[..subscribers]
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.expect_seq >= next_seq[i % topics] || c.state != State::Open);
+            if all_in {
+                break;
+            }
+        }
+    }
+    for (i, c) in load.conns[..subscribers].iter().enumerate() {
+        if c.state == State::Open && c.expect_seq < next_seq[i % topics] {
+            drops += next_seq[i % topics] - c.expect_seq;
+        }
+    }
+    let published: u64 = next_seq.iter().sum();
+    let secs = window.secs();
+    format!(
+        "{{\"scenario\":\"topics\",\"topics\":{topics},\"subscribers\":{subscribers},\"inflight\":{},\"size\":{size},\
+         \"secs\":{secs:.3},\"published\":{published},\"deliveries\":{deliveries},\"deliveries_per_sec\":{:.0},\
+         \"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"server_cpu_us_per_delivery\":{},\"drops\":{drops},\
+         \"reordered\":{reordered},\"errors\":{}}}",
+        load.args.inflight,
+        deliveries as f64 / secs,
+        percentile_us(&hist, 0.5),
+        percentile_us(&hist, 0.99),
+        window.cpu_ns().filter(|_| deliveries > 0).map_or("null".into(), |c| format!(
+            "{:.4}",
+            c as f64 / 1000.0 / deliveries as f64
+        )),
+        load.errors.total()
+    )
+}
+
 fn idle(load: &mut Load) -> String {
     let Some(pid) = load.args.server_pid else {
         return fail(load, "idle needs --server-pid");
@@ -820,6 +978,7 @@ fn main() {
     let result = match load.args.scenario {
         Scenario::Echo => echo(&mut load),
         Scenario::Fanout => fanout(&mut load),
+        Scenario::Topics => topics(&mut load),
         Scenario::Idle => idle(&mut load),
         Scenario::Handshakes => handshakes(&mut load),
     };
