@@ -759,9 +759,9 @@ fn topics(load: &mut Load) -> String {
         c.out.extend_from_slice(&client_frame(2, &payload));
         *seq += 1;
     };
-    for t in 0..topics {
+    for (t, seq) in next_seq.iter_mut().enumerate() {
         for _ in 0..load.args.inflight {
-            send(&mut load.conns[publisher(t)], &mut next_seq[t]);
+            send(&mut load.conns[publisher(t)], seq);
         }
         load.flush(publisher(t));
     }
