@@ -20,7 +20,8 @@ HEADERS=(ringsocket.h ringsocket-v1/ringsocket.h ringsocket1/ringsocket.h)
 CONF=/etc/ringsocket.json
 UNIT=/etc/systemd/system/ringsocket.service
 PIDFILE=/run/ringsocket/ringsocket.pid   # the daemon's default pid_file
-PLUGINS=(libecho.so libecho_c.so libbroadcast.so libgroups.so)
+PLUGINS=(libecho.so libecho_c.so libbroadcast.so libgroups.so libchat.so)
+SHARE=$PREFIX/share/ringsocket        # the chat page
 
 say() { echo "install.sh: $*"; }
 die() { echo "install.sh: $*" >&2; exit 1; }
@@ -51,7 +52,7 @@ if [[ ${1:-} == --uninstall ]]; then
   rm -f "$BIN"
   # Remove the ringsock user only if install.sh created it.
   if [[ -e $LIB/.created-user ]] && id ringsock >/dev/null 2>&1; then userdel ringsock; fi
-  rm -rf "$LIB" "$INCLUDE"
+  rm -rf "$LIB" "$INCLUDE" "$SHARE"
   say "uninstalled ($CONF is kept)"
   exit 0
 fi
@@ -73,7 +74,11 @@ put() { # put MODE SRC DST: copy only if different
 }
 put 0755 target/release/ringsocket "$BIN"
 for p in "${PLUGINS[@]}"; do put 0644 "target/release/$p" "$LIB/$p"; done
-# Headers do not change what runs: installing them restarts nothing.
+# Headers and the page do not change what runs: installing them restarts nothing.
+if ! cmp -s apps/chat/chat.html "$SHARE/chat.html"; then
+  install -D -m 0644 apps/chat/chat.html "$SHARE/chat.html"
+  say "installed $SHARE/chat.html"
+fi
 for h in "${HEADERS[@]}"; do
   if ! cmp -s "crates/abi/include/$h" "$INCLUDE/$h"; then
     install -D -m 0644 "crates/abi/include/$h" "$INCLUDE/$h"
@@ -135,4 +140,5 @@ else
 fi
 [[ $changed -eq 1 ]] || say "nothing changed"
 say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C), /broadcast or /groups (see README)"
+say "chat: open file://$SHARE/chat.html in two browser windows"
 say "app headers: -I $INCLUDE (ringsocket.h), -I $INCLUDE/ringsocket1 (RingSocket 1 apps); see docs/apps.md"

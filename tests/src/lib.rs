@@ -4,6 +4,8 @@
 //! The binary and plugins come from the same target directory as the test executable,
 //! so build the workspace first (`cargo build --workspace`; `tests/run` does it).
 
+pub mod browser;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
