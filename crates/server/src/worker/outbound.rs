@@ -101,10 +101,19 @@ impl Apply<'_> {
                         // Taken out while delivering; nothing changes subscriptions
                         // until the worker settles connections afterwards.
                         let list = self.topics.take(app, topic);
-                        for &key in &list {
-                            let key = key as usize;
-                            if except.is_empty() || !except.contains(self.conns[key].id) {
-                                self.deliver(key, &frame);
+                        if except.len() <= 1 {
+                            // The usual "all but the sender": one key to skip, found once.
+                            let skip = except.iter().next().and_then(|id| self.by_id.get(&id));
+                            let skip = skip.map_or(u32::MAX, |&k| k as u32);
+                            for &key in list.iter().filter(|&&k| k != skip) {
+                                self.deliver(key as usize, &frame);
+                            }
+                        } else {
+                            for &key in &list {
+                                let key = key as usize;
+                                if !except.contains(self.conns[key].id) {
+                                    self.deliver(key, &frame);
+                                }
                             }
                         }
                         self.topics.put_back(app, topic, list);
