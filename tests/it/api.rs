@@ -2,31 +2,9 @@
 //! writer, events from other threads, the adaptive periodic timer and typed reads.
 
 use ringsocket_tests::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
-
-fn probe(settings: Value) -> Value {
-    let mut a = app("probe", "probe_app", "/probe");
-    a["settings"] = settings;
-    a
-}
-
-fn text(ws: &mut Client) -> String {
-    match ws.read().expect("a message") {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-fn cmd(ws: &mut Client, command: &str) {
-    ws.send(Message::text(command)).unwrap();
-}
-
-fn id_of(ws: &mut Client) -> u64 {
-    cmd(ws, "id");
-    text(ws).parse().unwrap()
-}
 
 fn text_frame(stream: &mut std::net::TcpStream) -> String {
     let (_, opcode, payload) = read_frame(stream);

@@ -2,32 +2,10 @@
 //! broadcasts, closes, timers, failing callbacks, and full rings.
 
 use ringsocket_tests::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Write;
 use std::time::Duration;
 use tungstenite::Message;
-
-fn probe(settings: Value) -> Value {
-    let mut a = app("probe", "probe_app", "/probe");
-    a["settings"] = settings;
-    a
-}
-
-fn text(ws: &mut Client) -> String {
-    match ws.read().expect("a message") {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-fn cmd(ws: &mut Client, command: &str) {
-    ws.send(Message::text(command)).unwrap();
-}
-
-fn id_of(ws: &mut Client) -> u64 {
-    cmd(ws, "id");
-    text(ws).parse().unwrap()
-}
 
 /// Asserts that nothing reached `ws` since its last message: `from` (which sent the
 /// commands before) sends it a marker, and per-client order means the marker comes

@@ -6,9 +6,7 @@ use serde_json::{json, Value};
 use tungstenite::Message;
 
 fn chat(settings: Value) -> Value {
-    let mut a = app("chat", "chat", "/chat");
-    a["settings"] = settings;
-    a
+    app_with_settings("chat", "chat", "/chat", settings)
 }
 
 fn recv(ws: &mut Client) -> Value {

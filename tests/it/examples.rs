@@ -7,13 +7,6 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
-fn text(ws: &mut Client) -> String {
-    match ws.read().expect("a message") {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
 /// Connects with a name and a User-Agent, and returns the client and its greeting.
 fn join(s: &Server, name: &str) -> (Client, String) {
     let stream = s.raw();

@@ -11,9 +11,7 @@ use tungstenite::Message;
 const PREFIX: &str = "SOCKETFORWARDER-NEW:";
 
 fn groups(settings: Value) -> Value {
-    let mut a = app("groups", "groups", "/groups");
-    a["settings"] = settings;
-    a
+    app_with_settings("groups", "groups", "/groups", settings)
 }
 
 /// A client that joined `group` (waiting for the join's acknowledgement, which the

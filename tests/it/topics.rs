@@ -3,30 +3,7 @@
 //! and the in-place writer to a topic.
 
 use ringsocket_tests::*;
-use serde_json::{json, Value};
-use tungstenite::Message;
-
-fn probe(settings: Value) -> Value {
-    let mut a = app("probe", "probe_app", "/probe");
-    a["settings"] = settings;
-    a
-}
-
-fn text(ws: &mut Client) -> String {
-    match ws.read().expect("a message") {
-        Message::Text(t) => t.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-fn cmd(ws: &mut Client, command: &str) {
-    ws.send(Message::text(command)).unwrap();
-}
-
-fn ask(ws: &mut Client, command: &str) -> String {
-    cmd(ws, command);
-    text(ws)
-}
+use serde_json::json;
 
 /// Clients with their ids, connected until each worker owns at least `per_worker`.
 fn clients_on_both_workers(s: &Server, per_worker: usize) -> Vec<(Client, u64)> {
@@ -126,14 +103,9 @@ fn subscriptions_end_with_the_connection() {
     let (gone, _) = c.remove(1);
     drop(gone);
     // Counted out once the app has handled the close.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while ask(&mut c[0].0, "count t") != "count 3" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the leaver is still counted"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    poll_until("the leaver is counted out", || {
+        ask(&mut c[0].0, "count t") == "count 3"
+    });
     cmd(&mut c[0].0, "pub t after");
     for (ws, _) in c.iter_mut() {
         assert_eq!(text(ws), "after");
@@ -189,12 +161,7 @@ fn a_hundred_thousand_topics_cost_memory_in_proportion() {
     cmd(&mut b, "pub topic-4242 one of many");
     assert_eq!(text(&mut a), "one of many");
     drop(a);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while ask(&mut b, "count topic-4242") != "count 0" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "subscriptions outlived the client"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    poll_until("the subscriptions end with the client", || {
+        ask(&mut b, "count topic-4242") == "count 0"
+    });
 }

@@ -106,6 +106,51 @@ pub fn app(name: &str, plugin_name: &str, path: &str) -> Value {
     })
 }
 
+/// [`app`] with `settings` (the app's `settings` value).
+pub fn app_with_settings(name: &str, plugin_name: &str, path: &str, settings: Value) -> Value {
+    let mut a = app(name, plugin_name, path);
+    a["settings"] = settings;
+    a
+}
+
+/// The test-only probe plugin at `/probe`, with `settings`.
+pub fn probe(settings: Value) -> Value {
+    app_with_settings("probe", "probe_app", "/probe", settings)
+}
+
+/// The next message, which must be text.
+pub fn text(ws: &mut Client) -> String {
+    match ws.read().expect("a message") {
+        tungstenite::Message::Text(t) => t.to_string(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Sends a text command (to the probe plugin).
+pub fn cmd(ws: &mut Client, command: &str) {
+    ws.send(tungstenite::Message::text(command)).unwrap();
+}
+
+/// Sends a command and returns the text that comes next.
+pub fn ask(ws: &mut Client, command: &str) -> String {
+    cmd(ws, command);
+    text(ws)
+}
+
+/// The probe plugin's client id for `ws`.
+pub fn id_of(ws: &mut Client) -> u64 {
+    ask(ws, "id").parse().unwrap()
+}
+
+/// Polls `done` every 10 ms until it holds; fails after 10 s, saying `what` never did.
+pub fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A running `ringsocket --foreground` with its configuration and log.
 pub struct Server {
     child: Option<Child>,

@@ -595,6 +595,96 @@ fn echo(load: &mut Load) -> String {
     )
 }
 
+/// What subscribers received (fan-out scenarios): deliveries in the measured window,
+/// their latencies, and gaps and reorderings in each subscriber's sequence numbers.
+struct Received {
+    hist: Histogram<u64>,
+    deliveries: u64,
+    drops: u64,
+    reordered: u64,
+}
+
+impl Received {
+    fn new() -> Received {
+        Received {
+            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram"),
+            deliveries: 0,
+            drops: 0,
+            reordered: 0,
+        }
+    }
+
+    /// Takes the complete frames out of subscriber `c`'s input and accounts for them;
+    /// returns how many there were.
+    fn take(&mut self, c: &mut Conn, measuring: bool, now_ns: u64) -> u64 {
+        let (mut at, mut got) = (0, 0);
+        while let Some((_, range, len)) = server_frame(&c.inbuf[at..]) {
+            let p = &c.inbuf[at + range.start..at + range.end];
+            at += len;
+            got += 1;
+            let seq = u64::from_le_bytes(p[..8].try_into().unwrap_or_default());
+            let sent_ns = u64::from_le_bytes(p[8..16].try_into().unwrap_or_default());
+            if seq > c.expect_seq {
+                self.drops += seq - c.expect_seq;
+            } else if seq < c.expect_seq {
+                self.reordered += 1;
+            }
+            c.expect_seq = seq + 1;
+            if measuring {
+                self.deliveries += 1;
+                let _ = self.hist.record(now_ns.saturating_sub(sent_ns).max(1));
+            }
+        }
+        c.inbuf.drain(..at);
+        got
+    }
+
+    /// At the end: whatever an open subscriber never received of `published` is lost.
+    fn count_missing(&mut self, c: &Conn, published: u64) {
+        if c.state == State::Open && c.expect_seq < published {
+            self.drops += published - c.expect_seq;
+        }
+    }
+
+    /// The JSON fields the fan-out scenarios share (`secs` measured, `cpu_ns` of the server).
+    fn json(&self, secs: f64, cpu_ns: Option<u64>) -> String {
+        format!(
+            "\"deliveries\":{},\"deliveries_per_sec\":{:.0},\"latency_p50_us\":{:.1},\
+             \"latency_p99_us\":{:.1},\"server_cpu_us_per_delivery\":{},\"drops\":{},\"reordered\":{}",
+            self.deliveries,
+            self.deliveries as f64 / secs,
+            percentile_us(&self.hist, 0.5),
+            percentile_us(&self.hist, 0.99),
+            cpu_ns
+                .filter(|_| self.deliveries > 0)
+                .map_or("null".into(), |c| format!("{:.4}", c as f64 / 1000.0 / self.deliveries as f64)),
+            self.drops,
+            self.reordered,
+        )
+    }
+}
+
+/// Queues a binary message of `size` bytes starting with its sequence number `seq`
+/// (then incremented) and its send time in ns since `epoch`.
+fn queue_stamped(c: &mut Conn, seq: &mut u64, size: usize, epoch: Instant) {
+    let mut payload = vec![0u8; size];
+    payload[..8].copy_from_slice(&seq.to_le_bytes());
+    payload[8..16].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
+    c.out.extend_from_slice(&client_frame(2, &payload));
+    *seq += 1;
+}
+
+/// Drops the complete frames in `c`'s input; returns how many there were.
+fn skip_frames(c: &mut Conn) -> u64 {
+    let (mut at, mut got) = (0, 0);
+    while let Some((_, _, len)) = server_frame(&c.inbuf[at..]) {
+        at += len;
+        got += 1;
+    }
+    c.inbuf.drain(..at);
+    got
+}
+
 fn fanout(load: &mut Load) -> String {
     let subscribers = load.args.conns;
     if !load.open_all(subscribers + 1) {
@@ -605,19 +695,12 @@ fn fanout(load: &mut Load) -> String {
     let size = load.args.size.max(16);
     let epoch = Instant::now();
     let mut next_seq = 0u64;
-    let send = |c: &mut Conn, seq: &mut u64| {
-        let mut payload = vec![0u8; size];
-        payload[..8].copy_from_slice(&seq.to_le_bytes());
-        payload[8..16].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
-        c.out.extend_from_slice(&client_frame(2, &payload));
-        *seq += 1;
-    };
+    let send = |c: &mut Conn, seq: &mut u64| queue_stamped(c, seq, size, epoch);
     for _ in 0..load.args.inflight {
         send(&mut load.conns[publisher], &mut next_seq);
     }
     load.flush(publisher);
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let (mut deliveries, mut drops, mut reordered) = (0u64, 0u64, 0u64);
+    let mut received = Received::new();
     let mut window = Window::new(load.args.warmup, load.args.secs);
     let mut events = Events::with_capacity(4096);
     let mut publishing = true;
@@ -636,32 +719,13 @@ fn fanout(load: &mut Load) -> String {
             if load.conns[i].state != State::Open || !ev.is_readable() || !load.fill(i) {
                 continue;
             }
-            let mut at = 0;
-            let mut publisher_got = 0;
-            {
-                let c = &mut load.conns[i];
-                while let Some((_, range, len)) = server_frame(&c.inbuf[at..]) {
-                    let p = &c.inbuf[at + range.start..at + range.end];
-                    at += len;
-                    let seq = u64::from_le_bytes(p[..8].try_into().unwrap_or_default());
-                    let sent_ns = u64::from_le_bytes(p[8..16].try_into().unwrap_or_default());
-                    if i == publisher {
-                        publisher_got += 1;
-                        continue;
-                    }
-                    if seq > c.expect_seq {
-                        drops += seq - c.expect_seq;
-                    } else if seq < c.expect_seq {
-                        reordered += 1;
-                    }
-                    c.expect_seq = seq + 1;
-                    if measuring {
-                        deliveries += 1;
-                        let _ = hist.record(now_ns.saturating_sub(sent_ns).max(1));
-                    }
-                }
-                c.inbuf.drain(..at);
-            }
+            // The publisher hears its own broadcast: that paces it.
+            let publisher_got = if i == publisher {
+                skip_frames(&mut load.conns[i])
+            } else {
+                received.take(&mut load.conns[i], measuring, now_ns);
+                0
+            };
             if publishing {
                 for _ in 0..publisher_got {
                     send(&mut load.conns[publisher], &mut next_seq);
@@ -678,31 +742,19 @@ fn fanout(load: &mut Load) -> String {
             }
         }
     }
-    // Whatever a subscriber never received by now is lost.
     for c in &load.conns[..subscribers] {
-        if c.state == State::Open && c.expect_seq < next_seq {
-            drops += next_seq - c.expect_seq;
-        }
+        received.count_missing(c, next_seq);
     }
-    let secs = window.secs();
-    let cpu = window.cpu_ns();
     format!(
-        "{{\"scenario\":\"fanout\",\"subscribers\":{subscribers},\"inflight\":{},\"size\":{size},\"secs\":{secs:.3},\
-         \"published\":{next_seq},\"deliveries\":{deliveries},\"deliveries_per_sec\":{:.0},\"latency_p50_us\":{:.1},\
-         \"latency_p99_us\":{:.1},\"server_cpu_us_per_delivery\":{},\"drops\":{drops},\"reordered\":{reordered},\"errors\":{}}}",
+        "{{\"scenario\":\"fanout\",\"subscribers\":{subscribers},\"inflight\":{},\"size\":{size},\"secs\":{:.3},\
+         \"published\":{next_seq},{},\"errors\":{}}}",
         load.args.inflight,
-        deliveries as f64 / secs,
-        percentile_us(&hist, 0.5),
-        percentile_us(&hist, 0.99),
-        window.cpu_ns().or(cpu).filter(|_| deliveries > 0).map_or("null".into(), |c| format!(
-            "{:.4}",
-            c as f64 / 1000.0 / deliveries as f64
-        )),
+        window.secs(),
+        received.json(window.secs(), window.cpu_ns()),
         load.errors.total()
     )
 }
 
-/// Joins every connection to its topic's group and waits for each acknowledgement.
 fn join_topics(load: &mut Load, subscribers: usize, topics: usize) -> bool {
     let total = load.conns.len();
     for i in 0..total {
@@ -752,21 +804,14 @@ fn topics(load: &mut Load) -> String {
     let size = load.args.size.max(16);
     let epoch = Instant::now();
     let mut next_seq = vec![0u64; topics];
-    let send = |c: &mut Conn, seq: &mut u64| {
-        let mut payload = vec![0u8; size];
-        payload[..8].copy_from_slice(&seq.to_le_bytes());
-        payload[8..16].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
-        c.out.extend_from_slice(&client_frame(2, &payload));
-        *seq += 1;
-    };
+    let send = |c: &mut Conn, seq: &mut u64| queue_stamped(c, seq, size, epoch);
     for (t, seq) in next_seq.iter_mut().enumerate() {
         for _ in 0..load.args.inflight {
             send(&mut load.conns[publisher(t)], seq);
         }
         load.flush(publisher(t));
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
-    let (mut deliveries, mut drops, mut reordered) = (0u64, 0u64, 0u64);
+    let mut received = Received::new();
     let mut window = Window::new(load.args.warmup, load.args.secs);
     let mut events = Events::with_capacity(4096);
     let mut publishing = true;
@@ -789,27 +834,7 @@ fn topics(load: &mut Load) -> String {
             {
                 continue;
             }
-            let mut got = 0;
-            let c = &mut load.conns[i];
-            let mut at = 0;
-            while let Some((_, range, len)) = server_frame(&c.inbuf[at..]) {
-                let p = &c.inbuf[at + range.start..at + range.end];
-                at += len;
-                let seq = u64::from_le_bytes(p[..8].try_into().unwrap_or_default());
-                let sent_ns = u64::from_le_bytes(p[8..16].try_into().unwrap_or_default());
-                if seq > c.expect_seq {
-                    drops += seq - c.expect_seq;
-                } else if seq < c.expect_seq {
-                    reordered += 1;
-                }
-                c.expect_seq = seq + 1;
-                got += 1;
-                if measuring {
-                    deliveries += 1;
-                    let _ = hist.record(now_ns.saturating_sub(sent_ns).max(1));
-                }
-            }
-            c.inbuf.drain(..at);
+            let got = received.take(&mut load.conns[i], measuring, now_ns);
             // The topic's first subscriber paces its publisher.
             if publishing && i < topics {
                 for _ in 0..got {
@@ -829,25 +854,15 @@ fn topics(load: &mut Load) -> String {
         }
     }
     for (i, c) in load.conns[..subscribers].iter().enumerate() {
-        if c.state == State::Open && c.expect_seq < next_seq[i % topics] {
-            drops += next_seq[i % topics] - c.expect_seq;
-        }
+        received.count_missing(c, next_seq[i % topics]);
     }
     let published: u64 = next_seq.iter().sum();
-    let secs = window.secs();
     format!(
         "{{\"scenario\":\"topics\",\"topics\":{topics},\"subscribers\":{subscribers},\"inflight\":{},\"size\":{size},\
-         \"secs\":{secs:.3},\"published\":{published},\"deliveries\":{deliveries},\"deliveries_per_sec\":{:.0},\
-         \"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"server_cpu_us_per_delivery\":{},\"drops\":{drops},\
-         \"reordered\":{reordered},\"errors\":{}}}",
+         \"secs\":{:.3},\"published\":{published},{},\"errors\":{}}}",
         load.args.inflight,
-        deliveries as f64 / secs,
-        percentile_us(&hist, 0.5),
-        percentile_us(&hist, 0.99),
-        window.cpu_ns().filter(|_| deliveries > 0).map_or("null".into(), |c| format!(
-            "{:.4}",
-            c as f64 / 1000.0 / deliveries as f64
-        )),
+        window.secs(),
+        received.json(window.secs(), window.cpu_ns()),
         load.errors.total()
     )
 }

@@ -15,16 +15,24 @@ macro_rules! consts {
     };
 }
 
+/// The offset of each listed field.
+macro_rules! offsets {
+    ($ty:ident { $($field:ident),* $(,)? }) => {
+        vec![$((
+            format!("offsetof(struct {}, {})", stringify!($ty), stringify!($field)),
+            offset_of!($ty, $field),
+        )),*]
+    };
+}
+
+/// The size of a struct and the offset of each listed field.
 macro_rules! layout {
     ($ty:ident { $($field:ident),* $(,)? }) => {{
         let mut v: Vec<Check> = vec![(
             format!("sizeof(struct {})", stringify!($ty)),
             size_of::<$ty>(),
         )];
-        $(v.push((
-            format!("offsetof(struct {}, {})", stringify!($ty), stringify!($field)),
-            offset_of!($ty, $field),
-        ));)*
+        v.extend(offsets!($ty { $($field),* }));
         v
     }};
 }
@@ -229,37 +237,28 @@ fn version_1_structs_are_prefixes_of_version_2() {
         "sizeof(struct rs_header)".into(),
         offset_of!(rs_header, w_ptr),
     ));
-    for (field, offset) in [
-        ("name", offset_of!(rs_app_descriptor, name)),
-        ("init", offset_of!(rs_app_descriptor, init)),
-        ("open", offset_of!(rs_app_descriptor, open)),
-        ("read", offset_of!(rs_app_descriptor, read)),
-        ("close", offset_of!(rs_app_descriptor, close)),
-        ("timer", offset_of!(rs_app_descriptor, timer)),
-        ("destroy", offset_of!(rs_app_descriptor, destroy)),
-    ] {
-        checks.push((
-            format!("offsetof(struct rs_app_descriptor, {field})"),
-            offset,
-        ));
-    }
-    for (field, offset) in [
-        ("send", offset_of!(rs_host_api, send)),
-        ("close", offset_of!(rs_host_api, close)),
-        ("set_timer", offset_of!(rs_host_api, set_timer)),
-        ("current_client", offset_of!(rs_host_api, current_client)),
-        ("log", offset_of!(rs_host_api, log)),
-    ] {
-        checks.push((format!("offsetof(struct rs_host_api, {field})"), offset));
-    }
-    for (field, offset) in [
-        ("endpoint_id", offset_of!(rs_open_info, endpoint_id)),
-        ("url_path", offset_of!(rs_open_info, url_path)),
-        ("url_path_len", offset_of!(rs_open_info, url_path_len)),
-        ("subprotocol", offset_of!(rs_open_info, subprotocol)),
-        ("subprotocol_len", offset_of!(rs_open_info, subprotocol_len)),
-    ] {
-        checks.push((format!("offsetof(struct rs_open_info, {field})"), offset));
-    }
+    checks.extend(offsets!(rs_app_descriptor {
+        name,
+        init,
+        open,
+        read,
+        close,
+        timer,
+        destroy
+    }));
+    checks.extend(offsets!(rs_host_api {
+        send,
+        close,
+        set_timer,
+        current_client,
+        log
+    }));
+    checks.extend(offsets!(rs_open_info {
+        endpoint_id,
+        url_path,
+        url_path_len,
+        subprotocol,
+        subprotocol_len
+    }));
     compare(V1, &checks);
 }

@@ -234,13 +234,8 @@ pub(super) unsafe extern "C" fn host_subscribe(
     topic: *const c_void,
     topic_len: usize,
 ) -> c_int {
-    // SAFETY: as in host_send.
-    let ctx = unsafe { ctx(rs) };
-    // SAFETY: the plugin passes `topic_len` readable bytes.
-    match unsafe { plugin_slice(topic.cast::<u8>(), topic_len) } {
-        Some(topic) => ctx.subscription(ClientId(client), topic, true),
-        None => abi::RS_ERR_INVALID,
-    }
+    // SAFETY: forwarded from the plugin, as `subscription` requires.
+    unsafe { subscription(rs, client, topic, topic_len, true) }
 }
 
 pub(super) unsafe extern "C" fn host_unsubscribe(
@@ -249,11 +244,26 @@ pub(super) unsafe extern "C" fn host_unsubscribe(
     topic: *const c_void,
     topic_len: usize,
 ) -> c_int {
+    // SAFETY: forwarded from the plugin, as `subscription` requires.
+    unsafe { subscription(rs, client, topic, topic_len, false) }
+}
+
+/// `host_subscribe` (`on`) and `host_unsubscribe`.
+///
+/// # Safety
+/// `rs` is the plugin's live handle and `topic` points at `topic_len` readable bytes.
+unsafe fn subscription(
+    rs: *mut abi::rs_t,
+    client: u64,
+    topic: *const c_void,
+    topic_len: usize,
+    on: bool,
+) -> c_int {
     // SAFETY: as in host_send.
     let ctx = unsafe { ctx(rs) };
     // SAFETY: the plugin passes `topic_len` readable bytes.
     match unsafe { plugin_slice(topic.cast::<u8>(), topic_len) } {
-        Some(topic) => ctx.subscription(ClientId(client), topic, false),
+        Some(topic) => ctx.subscription(ClientId(client), topic, on),
         None => abi::RS_ERR_INVALID,
     }
 }

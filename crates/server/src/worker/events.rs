@@ -1,5 +1,6 @@
 //! What a session tells its app, turned into inbound ring records.
 
+use super::conn::Conn;
 use super::inbox::AppInbox;
 use crate::records::{ClientId, Inbound, LargeMessage, Opened, Payload};
 use mio::net::TcpStream;
@@ -42,22 +43,21 @@ impl IdSource {
 }
 
 impl<'a> ToApp<'a> {
-    /// The events of connection `key` (known as `client` of `app` once open). Only
-    /// calls that may complete a handshake pass the `stream`.
+    /// The events of connection `key` (its client id, app and endpoint as `conn` has
+    /// them so far). Only calls that may complete a handshake pass the `stream`.
     pub(crate) fn new(
         inboxes: &'a mut [AppInbox],
         ids: &'a mut IdSource,
         key: usize,
-        client: ClientId,
-        (app, endpoint): (AppIndex, EndpointIndex),
+        conn: &Conn,
         stream: Option<&'a TcpStream>,
     ) -> ToApp<'a> {
         ToApp {
             inboxes,
             key,
-            client,
-            app,
-            endpoint,
+            client: conn.id,
+            app: conn.app,
+            endpoint: conn.endpoint,
             ids,
             opened: false,
             closed: false,

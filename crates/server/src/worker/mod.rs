@@ -292,8 +292,7 @@ impl Worker {
             &mut self.inboxes,
             &mut self.ids,
             key,
-            conn.id,
-            (conn.app, conn.endpoint),
+            conn,
             Some(&conn.stream),
         );
         let result = f(&mut conn.session, self.tick, &self.config, &mut events);

@@ -63,14 +63,7 @@ impl Apply<'_> {
                 };
                 let conn = &mut self.conns[key];
                 if conn.app == app {
-                    let mut events = ToApp::new(
-                        self.inboxes,
-                        self.ids,
-                        key,
-                        conn.id,
-                        (app, conn.endpoint),
-                        None,
-                    );
+                    let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
                     conn.session
                         .app_close(frame_payload, self.now, self.limits, &mut events);
                     self.unsettled.push(key);
@@ -157,14 +150,7 @@ impl Apply<'_> {
             }
             Sent::Overflowed => {
                 log::debug!("client {} exceeded the outbound buffer cap", conn.id.0);
-                let mut events = ToApp::new(
-                    self.inboxes,
-                    self.ids,
-                    key,
-                    conn.id,
-                    (conn.app, conn.endpoint),
-                    None,
-                );
+                let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
                 conn.session
                     .close_overflowed(self.now, self.limits, &mut events);
                 self.unsettled.push(key);
@@ -196,14 +182,7 @@ impl Apply<'_> {
                 "buffered bytes over max_buffered_bytes: dropping client {} (holds {held} bytes)",
                 conn.id.0
             );
-            let mut events = ToApp::new(
-                self.inboxes,
-                self.ids,
-                key,
-                conn.id,
-                (conn.app, conn.endpoint),
-                None,
-            );
+            let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
             let code = CloseCode::TRY_AGAIN_LATER;
             if conn.session.unsent() == 0 && conn.session.is_open() {
                 let reason = "server memory budget";
