@@ -21,7 +21,7 @@ pub mod route;
 pub mod session;
 
 pub use clock::{Epoch, Tick};
-pub use outbuf::{LazyVec, OutBuf, Overflow};
+pub use outbuf::{prefetch, LazyVec, OutBuf, Overflow};
 pub use route::{AppIndex, EndpointIndex, Route, Routes};
 pub use session::{
     AppEvents, Delivery, Drained, Frame, Limits, Message, Phase, Sent, Session, SessionConfig,

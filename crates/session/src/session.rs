@@ -263,6 +263,18 @@ impl Session {
         self.out.fits_held(len)
     }
 
+    /// Asks the CPU to start loading what [`Session::send`] touches beyond the
+    /// session itself: `stage` 0 the output's bookkeeping, 1 where the bytes go (which
+    /// reads the bookkeeping: issue stage 0 a few sends earlier).
+    #[inline(always)]
+    pub fn prefetch_output(&self, stage: u8) {
+        if stage == 0 {
+            self.out.prefetch_header();
+        } else {
+            self.out.prefetch_tail();
+        }
+    }
+
     /// Heap bytes this session holds in its buffers.
     #[inline]
     pub fn held(&self) -> usize {

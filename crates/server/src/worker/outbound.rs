@@ -1,7 +1,7 @@
 //! Applying app→worker records to this worker's connections, and the memory budget
 //! they are queued under.
 
-use super::conn::Conn;
+use super::conn::{prefetch_ahead, Conn};
 use super::events::{IdSource, ToApp};
 use super::inbox::AppInbox;
 use super::topics::Topics;
@@ -84,7 +84,8 @@ impl Apply<'_> {
                         }
                     }
                     Group::All => {
-                        for &key in open {
+                        for (at, &key) in open.iter().enumerate() {
+                            prefetch_ahead(self.conns, at, |i| open.get(i).copied());
                             if except.is_empty() || !except.contains(self.conns[key].id) {
                                 self.deliver(key, &frame);
                             }
@@ -98,11 +99,19 @@ impl Apply<'_> {
                             // The usual "all but the sender": one key to skip, found once.
                             let skip = except.iter().next().and_then(|id| self.by_id.get(&id));
                             let skip = skip.map_or(u32::MAX, |&k| k as u32);
-                            for &key in list.iter().filter(|&&k| k != skip) {
-                                self.deliver(key as usize, &frame);
+                            for (at, &key) in list.iter().enumerate() {
+                                prefetch_ahead(self.conns, at, |i| {
+                                    list.get(i).map(|&k| k as usize)
+                                });
+                                if key != skip {
+                                    self.deliver(key as usize, &frame);
+                                }
                             }
                         } else {
-                            for &key in &list {
+                            for (at, &key) in list.iter().enumerate() {
+                                prefetch_ahead(self.conns, at, |i| {
+                                    list.get(i).map(|&k| k as usize)
+                                });
                                 let key = key as usize;
                                 if !except.contains(self.conns[key].id) {
                                     self.deliver(key, &frame);
