@@ -113,10 +113,17 @@ fn plugins_built_for_another_abi_version_are_refused() {
     let dir = TempDir::new();
     let so = c_plugin(
         &dir,
-        "v4",
-        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 4, .size = sizeof(struct rs_app_descriptor)};\n",
+        "v5",
+        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 5, .size = sizeof(struct rs_app_descriptor)};\n",
     );
-    start_fails_with(&dir, &so, &[&so, "ABI version 4", "versions 1 to 3"]);
+    start_fails_with(&dir, &so, &[&so, "ABI version 5", "versions 1 to 4"]);
+    // A v4 descriptor must hold v4's fields.
+    let short4 = c_plugin(
+        &dir,
+        "short4",
+        "#include <ringsocket.h>\n#include <stddef.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 4, .size = offsetof(struct rs_app_descriptor, upgrade)};\n",
+    );
+    start_fails_with(&dir, &short4, &[&short4, "ABI version 4"]);
     // A v1 descriptor that declares less than v1's layout is refused too.
     let short = c_plugin(
         &dir,
@@ -194,4 +201,28 @@ fn sigterm_closes_clients_with_1001_and_exits_0() {
     assert!(reads_eof(&mut stream));
     let status = s.wait_exit();
     assert_eq!(status.code(), Some(0), "{}", s.log());
+}
+
+/// A version-3 plugin (its descriptor ends before v4's upgrade and http callbacks) loads
+/// and serves: the server reads no field past the size it declares.
+#[test]
+fn a_version_3_descriptor_without_the_v4_fields_still_serves() {
+    let dir = TempDir::new();
+    let so = c_plugin(
+        &dir,
+        "v3",
+        "#include <ringsocket.h>\n#include <stddef.h>\n\
+         static int on_read(rs_t *rs, void *s, uint64_t c, uint32_t kind, const uint8_t *d, size_t n) {\n\
+             (void)s; (void)c; return rs_send(rs, RS_TO_CUR, NULL, 0, kind, d, n); }\n\
+         const struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 3,\n\
+             .size = offsetof(struct rs_app_descriptor, upgrade), .read = on_read};\n",
+    );
+    let s = Server::start(
+        json!([{"name": "v3", "app_path": so,
+        "endpoints": [{"url": "ws://127.0.0.1:{port}/v3"}]}]),
+        json!({}),
+    );
+    let mut ws = s.connect("/v3");
+    ws.send(tungstenite::Message::text("still here")).unwrap();
+    assert_eq!(text(&mut ws), "still here");
 }

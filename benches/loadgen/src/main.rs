@@ -900,6 +900,9 @@ fn handshakes(load: &mut Load) -> String {
     let mut started = 0usize;
     // Reuse slots: a finished connection's slot is replaced by a fresh one.
     let mut free: Vec<usize> = Vec::new();
+    // When each slot's connection started (connect to 101: the handshake latency).
+    let mut began: Vec<Instant> = Vec::new();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     while !window.ended {
         if Instant::now() > load.deadline {
             load.errors.add("timed out");
@@ -928,8 +931,10 @@ fn handshakes(load: &mut Load) -> String {
             let conn = Conn::new(stream);
             if slot == load.conns.len() {
                 load.conns.push(conn);
+                began.push(Instant::now());
             } else {
                 load.conns[slot] = conn;
+                began[slot] = Instant::now();
             }
             live += 1;
         }
@@ -946,6 +951,7 @@ fn handshakes(load: &mut Load) -> String {
             if matches!(load.conns[i].state, State::Open | State::Dead) {
                 if load.conns[i].state == State::Open && measuring {
                     done += 1;
+                    let _ = latency.record(began[i].elapsed().as_nanos() as u64);
                 }
                 let _ = load.poll.registry().deregister(&mut load.conns[i].stream);
                 // Dropping with SO_LINGER 0 resets the connection: no TIME_WAIT pile-up.
@@ -960,8 +966,11 @@ fn handshakes(load: &mut Load) -> String {
     let secs = window.secs();
     format!(
         "{{\"scenario\":\"handshakes\",\"concurrency\":{concurrency},\"secs\":{secs:.3},\"upgrades\":{done},\
-         \"upgrades_per_sec\":{:.0},\"server_cpu_us_per_upgrade\":{},\"errors\":{}}}",
+         \"upgrades_per_sec\":{:.0},\"upgrade_p50_us\":{:.1},\"upgrade_p99_us\":{:.1},\
+         \"server_cpu_us_per_upgrade\":{},\"errors\":{}}}",
         done as f64 / secs,
+        percentile_us(&latency, 0.5),
+        percentile_us(&latency, 0.99),
         window.cpu_ns().filter(|_| done > 0).map_or("null".into(), |c| format!("{:.3}", c as f64 / 1000.0 / done as f64)),
         load.errors.total()
     )

@@ -1,9 +1,10 @@
 /*
  * ringsocket.h: the C ABI between the ringsocket server and its app plugins.
  *
- * ABI version 3 (additive: every struct of an earlier version keeps its layout and
- * gains fields at its end; ringsocket loads plugins of versions 1 to 3; version 2 added
- * metadata, writers, timers and events, version 3 topics). A plugin is a shared object
+ * ABI version 4 (additive: every struct of an earlier version keeps its layout and
+ * gains fields at its end; ringsocket loads plugins of versions 1 to 4; version 2 added
+ * metadata, writers, timers and events, version 3 topics, version 4 upgrade decisions
+ * and plain HTTP answers). A plugin is a shared object
  * that defines one descriptor symbol, `ringsocket_plugin`, with RS_APP(...). The server
  * checks its magic and version before reading anything else, and refuses a plugin
  * built for a version it does not know, naming both versions.
@@ -36,7 +37,7 @@ extern "C" {
 /* "RSAP": the first four bytes of every descriptor. */
 #define RS_ABI_MAGIC 0x52534150u
 /* The ABI version this header describes. */
-#define RS_ABI_VERSION 3u
+#define RS_ABI_VERSION 4u
 
 /* Message kinds. Text messages are always valid UTF-8, both ways. */
 #define RS_BIN 0u
@@ -112,6 +113,35 @@ struct rs_open_info {
     const char *head;         /* the raw request head: request line and header lines */
     size_t head_len;
     struct rs_addr peer;      /* the client's address */
+    /* v4: */
+    uint64_t data;            /* what the upgrade callback attached with rs_accept (or 0) */
+};
+
+/* v4: a request the upgrade callback decides or the http callback answers. Strings are
+ * not NUL-terminated and live until the callback returns. Answer with rs_accept() or
+ * rs_respond(), inside the callback or later (from any callback of the app thread,
+ * e.g. an event callback once another thread has looked something up). Unanswered
+ * after app_answer_timeout seconds, the client gets 503 (upgrade) or 504 (http). */
+struct rs_request {
+    uint32_t size;            /* sizeof(struct rs_request) as the server built it */
+    uint16_t endpoint_id;     /* the endpoint's endpoint_id from the config */
+    uint16_t is_upgrade;      /* 1: a WebSocket upgrade; 0: a plain HTTP request */
+    uint64_t request_id;      /* what rs_accept/rs_respond name; an accepted client keeps it */
+    const char *method;       /* "GET", "POST", ... */
+    size_t method_len;
+    const char *target;       /* as sent: "/send?user=1" */
+    size_t target_len;
+    const char *path;         /* without the query: "/send" */
+    size_t path_len;
+    const char *query;        /* after '?', or NULL */
+    size_t query_len;
+    const char *head;         /* the raw request head: request line and header lines */
+    size_t head_len;
+    const uint8_t *body;      /* a plain request's body (max_http_body_size at most) */
+    size_t body_len;
+    const char *subprotocol;  /* the subprotocol an accepted upgrade gets, or NULL */
+    size_t subprotocol_len;
+    struct rs_addr peer;      /* the client's address */
 };
 
 /* v2: settings of the running server an app may read (rs_get_conf). */
@@ -156,6 +186,11 @@ struct rs_host_api {
     int (*to_topic)(rs_t *rs, const void *topic, size_t topic_len, uint64_t except_client,
                     uint32_t kind);
     int64_t (*topic_count)(rs_t *rs, const void *topic, size_t topic_len);
+    /* v4: */
+    int (*accept)(rs_t *rs, uint64_t request_id, uint64_t data);
+    int (*respond)(rs_t *rs, uint64_t request_id, uint16_t status, const char *headers,
+                   size_t headers_len, const void *body, size_t body_len);
+    uint64_t (*client_data)(rs_t *rs, uint64_t client_id);
 };
 
 /* The layout every rs_t starts with. The server writes every field but w_len, which
@@ -186,6 +221,8 @@ typedef void (*rs_destroy_cb)(void *state);
 /* v2: */
 typedef int (*rs_event_cb)(rs_t *rs, void *state, const uint8_t *data, size_t len);
 typedef int (*rs_periodic_cb)(rs_t *rs, void *state);
+/* v4: */
+typedef int (*rs_request_cb)(rs_t *rs, void *state, const struct rs_request *req);
 
 /* The descriptor a plugin exports as `ringsocket_plugin`. Any callback may be NULL. */
 struct rs_app_descriptor {
@@ -206,6 +243,9 @@ struct rs_app_descriptor {
     uint64_t periodic_min_us;   /* its first and smallest interval (0: not started) */
     uint64_t periodic_incr_us;  /* what RS_TIMER_INCR adds */
     uint64_t periodic_max_us;   /* its largest interval */
+    /* v4: */
+    rs_request_cb upgrade; /* decides each upgrade before the 101 (else all are accepted) */
+    rs_request_cb http;    /* answers plain HTTP requests on the app's endpoints */
 };
 
 #define RS_APP_SYMBOL ringsocket_plugin
@@ -375,6 +415,29 @@ static inline int rs_to_topic(rs_t *rs, uint32_t kind, const void *topic, size_t
 /* Subscribers of `topic` on all workers (>= 0), or an RS_ERR_*. */
 static inline int64_t rs_topic_count(rs_t *rs, const void *topic, size_t topic_len) {
     return RS_API(rs)->topic_count(rs, topic, topic_len);
+}
+
+/* ---- v4: deciding upgrades and answering plain HTTP requests. ---- */
+
+/* Accept the upgrade request `request_id` (from the upgrade callback): the 101 goes
+ * out and the open callback follows with info->data == data. RS_ERR_NOT_FOUND if the
+ * request is no longer waiting (the client left, or it timed out). */
+static inline int rs_accept(rs_t *rs, uint64_t request_id, uint64_t data) {
+    return RS_API(rs)->accept(rs, request_id, data);
+}
+/* Answer request `request_id` with `status` (200-599), header lines ("Name: value",
+ * separated by CRLF; NULL for none) and a body: a plain request's response, or an
+ * upgrade's refusal (then the connection closes). The server writes Content-Length
+ * and Connection itself (RS_ERR_INVALID if the headers name them or are malformed).
+ * RS_ERR_NOT_FOUND if the request is no longer waiting. */
+static inline int rs_respond(rs_t *rs, uint64_t request_id, uint16_t status,
+                             const char *headers, size_t headers_len, const void *body,
+                             size_t body_len) {
+    return RS_API(rs)->respond(rs, request_id, status, headers, headers_len, body, body_len);
+}
+/* What rs_accept attached to a connected client (0 if nothing or not connected). */
+static inline uint64_t rs_client_data(rs_t *rs, uint64_t client_id) {
+    return RS_API(rs)->client_data(rs, client_id);
 }
 
 /* ---- Timers and events. ---- */

@@ -21,13 +21,16 @@ use std::ffi::{c_char, c_int, c_void};
 /// `"RSAP"`: the first four bytes of every descriptor.
 pub const RS_ABI_MAGIC: u32 = 0x5253_4150;
 /// The ABI version this crate describes (2 added metadata, writers, timers and events;
-/// 3 added topics).
-pub const RS_ABI_VERSION: u32 = 3;
+/// 3 added topics; 4 added upgrade decisions and plain HTTP answers).
+pub const RS_ABI_VERSION: u32 = 4;
 /// The oldest ABI version the server still loads.
 pub const RS_ABI_MIN_VERSION: u32 = 1;
 /// The size of a version-1 descriptor: the prefix of [`rs_app_descriptor`] up to and
 /// including `destroy`.
 pub const V1_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, event);
+/// The size of a version-2 or -3 descriptor: the prefix of [`rs_app_descriptor`] up
+/// to and including `periodic_max_us`.
+pub const V2_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, upgrade);
 /// The symbol a plugin exports its descriptor under (NUL-terminated for `dlsym`).
 pub const DESCRIPTOR_SYMBOL: &[u8] = b"ringsocket_plugin\0";
 /// The symbol the original C RingSocket's apps export; used to explain a refusal.
@@ -177,6 +180,54 @@ pub struct rs_open_info {
     pub head_len: usize,
     /// v2: the client's address.
     pub peer: rs_addr,
+    /// v4: what the upgrade callback attached with `accept` (0 if nothing).
+    pub data: u64,
+}
+
+/// A request an app decides (an upgrade) or answers (plain HTTP) (v4). Strings are
+/// not NUL-terminated and live until the callback returns.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct rs_request {
+    /// `size_of::<rs_request>()` as the server built it.
+    pub size: u32,
+    /// The endpoint's `endpoint_id` from the configuration.
+    pub endpoint_id: u16,
+    /// 1 for an upgrade request, 0 for a plain HTTP request.
+    pub is_upgrade: u16,
+    /// The id the answer names (`accept`, `respond`); an accepted upgrade's client
+    /// keeps it.
+    pub request_id: u64,
+    /// The method (`GET`, `POST`, …).
+    pub method: *const c_char,
+    /// Length of `method`.
+    pub method_len: usize,
+    /// The request target as sent, query included.
+    pub target: *const c_char,
+    /// Length of `target`.
+    pub target_len: usize,
+    /// The path, without the query string.
+    pub path: *const c_char,
+    /// Length of `path`.
+    pub path_len: usize,
+    /// The query string after `?`, or NULL.
+    pub query: *const c_char,
+    /// Length of `query`.
+    pub query_len: usize,
+    /// The raw request head (request line and header lines).
+    pub head: *const c_char,
+    /// Length of `head`.
+    pub head_len: usize,
+    /// The body (plain requests; empty for upgrades).
+    pub body: *const u8,
+    /// Length of `body`.
+    pub body_len: usize,
+    /// The negotiated subprotocol if the upgrade is accepted, or NULL.
+    pub subprotocol: *const c_char,
+    /// Length of `subprotocol`.
+    pub subprotocol_len: usize,
+    /// The client's address.
+    pub peer: rs_addr,
 }
 
 /// The server's settings an app may read (v2).
@@ -244,6 +295,14 @@ pub type rs_to_topic_fn = unsafe extern "C" fn(*mut rs_t, *const c_void, usize, 
 /// `topic_count(rs, topic, topic_len)` (v3).
 pub type rs_topic_count_fn = unsafe extern "C" fn(*mut rs_t, *const c_void, usize) -> i64;
 
+/// `accept(rs, request_id, data)` (v4).
+pub type rs_accept_fn = unsafe extern "C" fn(*mut rs_t, u64, u64) -> c_int;
+/// `respond(rs, request_id, status, headers, headers_len, body, body_len)` (v4).
+pub type rs_respond_fn =
+    unsafe extern "C" fn(*mut rs_t, u64, u16, *const c_char, usize, *const c_void, usize) -> c_int;
+/// `client_data(rs, client_id)` (v4).
+pub type rs_client_data_fn = unsafe extern "C" fn(*mut rs_t, u64) -> u64;
+
 /// The functions the server offers a plugin.
 #[repr(C)]
 pub struct rs_host_api {
@@ -283,6 +342,12 @@ pub struct rs_host_api {
     pub to_topic: rs_to_topic_fn,
     /// v3: a topic's subscriber count.
     pub topic_count: rs_topic_count_fn,
+    /// v4: accepts an upgrade request, attaching `data` to the client.
+    pub accept: rs_accept_fn,
+    /// v4: answers a request: refuses an upgrade, or responds to a plain request.
+    pub respond: rs_respond_fn,
+    /// v4: what `accept` attached to a client.
+    pub client_data: rs_client_data_fn,
 }
 
 /// `init(rs, settings_json, settings_len, &state)`.
@@ -304,6 +369,8 @@ pub type rs_destroy_cb = unsafe extern "C" fn(*mut c_void);
 pub type rs_event_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const u8, usize) -> c_int;
 /// `periodic(rs, state) -> RS_TIMER_*` (v2).
 pub type rs_periodic_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void) -> c_int;
+/// `upgrade(rs, state, request)` / `http(rs, state, request)` (v4).
+pub type rs_request_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const rs_request) -> c_int;
 
 /// The descriptor a plugin exports as `ringsocket_plugin`. Any callback may be absent.
 #[repr(C)]
@@ -341,6 +408,11 @@ pub struct rs_app_descriptor {
     pub periodic_incr_us: u64,
     /// v2: its largest interval.
     pub periodic_max_us: u64,
+    /// v4: decides each upgrade request before the 101 (`accept`/`respond`, now or
+    /// later); without it every valid upgrade is accepted at once.
+    pub upgrade: Option<rs_request_cb>,
+    /// v4: answers plain HTTP requests on the app's endpoints (`respond`, now or later).
+    pub http: Option<rs_request_cb>,
 }
 
 // SAFETY: a descriptor is immutable data (a name pointer to static bytes and function

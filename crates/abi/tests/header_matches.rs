@@ -119,6 +119,7 @@ fn c_header_and_rust_mirror_agree() {
         RS_TIMER_NEVER,
         RS_ADDR_IPV4,
         RS_ADDR_IPV6,
+        RS_MAX_TOPIC_LEN,
     ];
     checks.extend(layout!(rs_header {
         api,
@@ -150,6 +151,28 @@ fn c_header_and_rust_mirror_agree() {
         query_len,
         head,
         head_len,
+        peer,
+        data
+    }));
+    checks.extend(layout!(rs_request {
+        size,
+        endpoint_id,
+        is_upgrade,
+        request_id,
+        method,
+        method_len,
+        target,
+        target_len,
+        path,
+        path_len,
+        query,
+        query_len,
+        head,
+        head_len,
+        body,
+        body_len,
+        subprotocol,
+        subprotocol_len,
         peer
     }));
     checks.extend(layout!(rs_conf {
@@ -174,7 +197,15 @@ fn c_header_and_rust_mirror_agree() {
         header,
         set_periodic,
         event_handle,
-        conf
+        conf,
+        subscribe,
+        unsubscribe,
+        publish,
+        to_topic,
+        topic_count,
+        accept,
+        respond,
+        client_data
     }));
     checks.extend(layout!(rs_app_descriptor {
         magic,
@@ -192,7 +223,9 @@ fn c_header_and_rust_mirror_agree() {
         periodic,
         periodic_min_us,
         periodic_incr_us,
-        periodic_max_us
+        periodic_max_us,
+        upgrade,
+        http
     }));
     compare(V2, &checks);
 }

@@ -41,6 +41,21 @@ pub enum HandshakeError {
     /// The server has no room for another connection.
     #[error("server is at its connection limit")]
     Unavailable,
+    /// A plain HTTP request's body has no `Content-Length` (chunked bodies are not read).
+    #[error("a request body needs a Content-Length")]
+    LengthRequired,
+    /// A plain HTTP request's body is larger than the configured limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// An `Expect` header other than `100-continue`.
+    #[error("unsupported Expect header")]
+    ExpectationFailed,
+    /// The app did not decide an upgrade in time.
+    #[error("the app did not answer in time")]
+    AppTimeout,
+    /// The app did not answer a plain HTTP request in time.
+    #[error("the app did not answer in time")]
+    GatewayTimeout,
 }
 
 impl HandshakeError {
@@ -55,8 +70,25 @@ impl HandshakeError {
             HandshakeError::HeadersTooLarge => (431, "Request Header Fields Too Large"),
             HandshakeError::NotFound => (404, "Not Found"),
             HandshakeError::OriginNotAllowed => (403, "Forbidden"),
-            HandshakeError::Unavailable => (503, "Service Unavailable"),
+            HandshakeError::Unavailable | HandshakeError::AppTimeout => {
+                (503, "Service Unavailable")
+            }
+            HandshakeError::LengthRequired => (411, "Length Required"),
+            HandshakeError::PayloadTooLarge => (413, "Content Too Large"),
+            HandshakeError::ExpectationFailed => (417, "Expectation Failed"),
+            HandshakeError::GatewayTimeout => (504, "Gateway Timeout"),
         }
+    }
+
+    /// Whether the request was not a WebSocket upgrade at all (rather than a broken
+    /// one): an endpoint whose app answers plain HTTP takes it.
+    pub fn is_plain_http(&self) -> bool {
+        matches!(
+            self,
+            HandshakeError::MethodNotAllowed
+                | HandshakeError::WrongHttpVersion
+                | HandshakeError::BadHeader("Upgrade")
+        )
     }
 
     /// Writes the complete HTTP error response (status line, headers and a one-line
@@ -159,7 +191,7 @@ impl<'a> RequestHead<'a> {
 }
 
 /// Whether the comma-separated header `value` contains `token`, ignoring ASCII case.
-fn has_token(value: &str, token: &str) -> bool {
+pub(crate) fn has_token(value: &str, token: &str) -> bool {
     value
         .split(',')
         .any(|t| t.trim().eq_ignore_ascii_case(token))
@@ -259,7 +291,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(UpgradeRequest<'_>, usize)>, 
 }
 
 /// Splits an origin-form (`/a?b`) or absolute-form (`ws://h/a?b`) target into path and query.
-fn split_target(target: &str) -> Result<(&str, Option<&str>), HandshakeError> {
+pub(crate) fn split_target(target: &str) -> Result<(&str, Option<&str>), HandshakeError> {
     let path_and_query = if target.starts_with('/') {
         target
     } else {

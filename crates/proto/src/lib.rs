@@ -22,6 +22,7 @@ pub mod close;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod receiver;
 pub mod utf8;
 
@@ -29,4 +30,5 @@ pub use close::CloseCode;
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, MessageKind, Opcode};
 pub use handshake::{HandshakeError, RequestHead, UpgradeRequest};
+pub use http::{HttpRequest, HttpResponse};
 pub use receiver::{Event, Receiver, Step};

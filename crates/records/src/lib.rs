@@ -10,7 +10,8 @@
 //! Layout (little-endian), after the ring's own record header:
 //! ```text
 //! inbound:  kind u8 | msg_kind u8 | large u8 | 0 u8 | arg u32 | client u64 | payload
-//!           (an open's payload: peer address, 24 bytes, then the request head)
+//!           (an open's payload: peer address, 24 bytes, then the request head;
+//!           a request's: the same, then its body, the head's length in the peer bytes)
 //! outbound: op u8   | msg_kind u8 | 0 u8 | large u8 | id_count u32 | payload_len u32 | topic u32
 //!           | payload | ids u64…
 //! ```
@@ -49,6 +50,9 @@ impl ClientId {
 pub struct LargeMessage(Large);
 
 #[derive(Debug, Clone)]
+// An explicit tag: matching on it is one byte compare on the message path, where a
+// niche-packed layout costs several.
+#[repr(u8)]
 enum Large {
     Owned(Vec<u8>),
     Shared(Arc<[u8]>),
@@ -150,6 +154,9 @@ impl LargeMessage {
 
 /// A message's bytes in a record: inline, or a [`LargeMessage`].
 #[derive(Debug)]
+// An explicit tag: matching on it is one byte compare on the message path, where a
+// niche-packed layout costs several.
+#[repr(u8)]
 pub enum Payload<'a> {
     /// Copied into (or read in place from) the ring.
     Inline(&'a [u8]),
@@ -230,6 +237,9 @@ pub fn inline_max(max_record_len: usize) -> usize {
 
 /// A worker→app record.
 #[derive(Debug)]
+// An explicit tag: matching on it is one byte compare on the message path, where a
+// niche-packed layout costs several.
+#[repr(u8)]
 pub enum Inbound<'a> {
     /// A client completed the upgrade (boxed: it is rare, and large next to the
     /// others, which all move by value).
@@ -245,13 +255,63 @@ pub enum Inbound<'a> {
         /// The bytes.
         payload: Payload<'a>,
     },
-    /// The client is gone, with this close code.
+    /// The client is gone, with this close code. For a request the app has not
+    /// answered ([`Inbound::Request`]), it means the answer is no longer awaited.
     Close {
         /// The client.
         client: ClientId,
         /// Its code (1005: none; 1006: lost).
         code: CloseCode,
     },
+    /// A request for the app to decide or answer (boxed, like an open).
+    Request(Box<Requested<'a>>),
+}
+
+/// What an [`Inbound::Request`] asks.
+#[derive(Debug)]
+pub struct Requested<'a> {
+    /// The id the answer names: the client's id once an upgrade is accepted.
+    pub client: ClientId,
+    /// Which of the app's endpoints.
+    pub endpoint: EndpointIndex,
+    /// An upgrade (with the subprotocol's index, if one would be selected) or a plain
+    /// HTTP request.
+    pub upgrade: Option<Option<u16>>,
+    /// The client's address, if the socket still knew it.
+    pub peer: Option<SocketAddr>,
+    /// The request's head (`head_len` bytes) and then its body.
+    pub bytes: Payload<'a>,
+    /// Bytes of the head in `bytes`.
+    pub head_len: u32,
+}
+
+impl Requested<'_> {
+    /// The head: request line and header lines.
+    pub fn head(&self) -> &[u8] {
+        &self.bytes.bytes()[..self.head_len as usize]
+    }
+
+    /// The body (empty for an upgrade).
+    pub fn body(&self) -> &[u8] {
+        &self.bytes.bytes()[self.head_len as usize..]
+    }
+
+    /// Its record (off the message path).
+    #[cold]
+    fn encode(&self, out: &mut [u8]) {
+        // arg: endpoint, then 0 for plain HTTP, 1 for an upgrade without subprotocol,
+        // 2 + index with one.
+        let kind = match self.upgrade {
+            None => 0,
+            Some(p) => p.map_or(1, |p| u32::from(p) + 2),
+        };
+        let arg = u32::from(self.endpoint.0) | kind << 16;
+        write_in_header(out, IN_REQUEST, 0, self.bytes.is_large(), arg, self.client);
+        let peer = &mut out[IN_HEADER..IN_HEADER + PEER_WIRE];
+        write_peer(peer, self.peer);
+        peer[4..8].copy_from_slice(&self.head_len.to_le_bytes());
+        self.bytes.write(&mut out[IN_HEADER + PEER_WIRE..]);
+    }
 }
 
 /// What an [`Inbound::Open`] says.
@@ -302,6 +362,7 @@ fn write_in_header(
 const IN_OPEN: u8 = 1;
 const IN_MESSAGE: u8 = 2;
 const IN_CLOSE: u8 = 3;
+const IN_REQUEST: u8 = 4;
 const IN_HEADER: usize = 16;
 
 impl Inbound<'_> {
@@ -328,6 +389,14 @@ impl Inbound<'_> {
                 payload: payload.into_owned(),
             },
             Inbound::Close { client, code } => Inbound::Close { client, code },
+            Inbound::Request(r) => Inbound::Request(Box::new(Requested {
+                client: r.client,
+                endpoint: r.endpoint,
+                upgrade: r.upgrade,
+                peer: r.peer,
+                bytes: r.bytes.into_owned(),
+                head_len: r.head_len,
+            })),
         }
     }
 
@@ -352,6 +421,7 @@ impl Inbound<'_> {
                 payload.write(&mut out[IN_HEADER..]);
             }
             Inbound::Open(o) => o.encode(out),
+            Inbound::Request(r) => r.encode(out),
             Inbound::Close { client, code } => {
                 write_in_header(out, IN_CLOSE, 0, false, u32::from(code.0), *client)
             }
@@ -364,6 +434,7 @@ impl Inbound<'_> {
         match self {
             Inbound::Message { payload, .. } => payload.hand_over(),
             Inbound::Open(o) => o.head.hand_over(),
+            Inbound::Request(r) => r.bytes.hand_over(),
             Inbound::Close { .. } => {}
         }
     }
@@ -380,6 +451,10 @@ impl Inbound<'_> {
                 Payload::Large(l) => l.held(),
                 Payload::Inline(_) => 0,
             },
+            Inbound::Request(r) => match &r.bytes {
+                Payload::Large(l) => l.held(),
+                Payload::Inline(_) => 0,
+            },
             _ => 0,
         }
     }
@@ -390,6 +465,7 @@ impl Inbound<'_> {
             + match self {
                 Inbound::Message { payload, .. } => payload.wire_len(),
                 Inbound::Open(o) => PEER_WIRE + o.head.wire_len(),
+                Inbound::Request(r) => PEER_WIRE + r.bytes.wire_len(),
                 Inbound::Close { .. } => 0,
             }
     }
@@ -409,6 +485,21 @@ impl Inbound<'_> {
                 // SAFETY: forwarded contract.
                 head: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER + PEER_WIRE..]) },
             })),
+            IN_REQUEST => {
+                let peer = &rec[IN_HEADER..IN_HEADER + PEER_WIRE];
+                let kind = arg >> 16;
+                Inbound::Request(Box::new(Requested {
+                    client,
+                    endpoint: EndpointIndex(arg as u16),
+                    upgrade: kind
+                        .checked_sub(1)
+                        .map(|p| p.checked_sub(1).map(|p| p as u16)),
+                    peer: read_peer(peer),
+                    head_len: u32::from_le_bytes(peer[4..8].try_into().expect("4 bytes")),
+                    // SAFETY: forwarded contract.
+                    bytes: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER + PEER_WIRE..]) },
+                }))
+            }
             IN_MESSAGE => Inbound::Message {
                 client,
                 endpoint: EndpointIndex(arg as u16),
@@ -424,8 +515,8 @@ impl Inbound<'_> {
     }
 }
 
-/// Bytes of a peer address in an open record: family (0 none, 4, 6), 0, port u16,
-/// 0 u32, 16 address bytes.
+/// Bytes of a peer address in an open or request record: family (0 none, 4, 6), 0,
+/// port u16, 0 u32 (a request's head length), 16 address bytes.
 const PEER_WIRE: usize = 24;
 
 fn write_peer(out: &mut [u8], peer: Option<SocketAddr>) {
@@ -468,6 +559,9 @@ fn message_kind(bits: u8) -> MessageKind {
 
 /// A list of client ids in a record (sorted, for `contains`).
 #[derive(Debug, Clone, Copy)]
+// An explicit tag: matching on it is one byte compare on the message path, where a
+// niche-packed layout costs several.
+#[repr(u8)]
 pub enum IdList<'a> {
     /// Ids given by the app (sorted and deduplicated by it).
     Ids(&'a [u64]),
@@ -577,6 +671,9 @@ impl<'a> Targets<'a> {
 
 /// An app→worker record.
 #[derive(Debug)]
+// An explicit tag: matching on it is one byte compare on the message path, where a
+// niche-packed layout costs several.
+#[repr(u8)]
 pub enum Outbound<'a> {
     /// Send one message to some clients.
     Send {
@@ -614,6 +711,23 @@ pub enum Outbound<'a> {
         /// The topic.
         topic: TopicId,
     },
+    /// Accept the upgrade request [`Inbound::Request`] asked about.
+    Accept {
+        /// The request's (and now the client's) id.
+        client: ClientId,
+    },
+    /// Answer the request [`Inbound::Request`] asked about: a refused upgrade or a
+    /// plain HTTP response.
+    Respond {
+        /// The request's id.
+        client: ClientId,
+        /// The HTTP status.
+        status: u16,
+        /// Header lines (checked), then the body.
+        bytes: Payload<'a>,
+        /// Bytes of header lines in `bytes`.
+        headers_len: u32,
+    },
 }
 
 const OUT_SEND_LIST: u8 = 1;
@@ -623,6 +737,8 @@ const OUT_CLOSED: u8 = 4;
 const OUT_SEND_TOPIC: u8 = 5;
 const OUT_SUBSCRIBE: u8 = 6;
 const OUT_UNSUBSCRIBE: u8 = 7;
+const OUT_ACCEPT: u8 = 8;
+const OUT_RESPOND: u8 = 9;
 const OUT_HEADER: usize = 16;
 
 impl Outbound<'_> {
@@ -634,7 +750,9 @@ impl Outbound<'_> {
                 Outbound::Close { frame_payload, .. } => 8 + frame_payload.len(),
                 Outbound::Closed { .. }
                 | Outbound::Subscribe { .. }
-                | Outbound::Unsubscribe { .. } => 8,
+                | Outbound::Unsubscribe { .. }
+                | Outbound::Accept { .. } => 8,
+                Outbound::Respond { bytes, .. } => 8 + bytes.wire_len(),
             }
     }
 
@@ -658,14 +776,25 @@ impl Outbound<'_> {
             Outbound::Unsubscribe { client, topic } => {
                 encode_control(out, OUT_UNSUBSCRIBE, *client, *topic, &[])
             }
+            Outbound::Accept { client } => {
+                encode_control(out, OUT_ACCEPT, *client, TopicId(0), &[])
+            }
+            Outbound::Respond {
+                client,
+                status,
+                bytes,
+                headers_len,
+            } => encode_response(out, *client, *status, bytes, *headers_len),
         }
     }
 
     /// Gives a large payload up to the published record carrying it.
     #[inline]
     fn hand_over(self) {
-        if let Outbound::Send { payload, .. } = self {
-            payload.hand_over();
+        match self {
+            Outbound::Send { payload, .. } => payload.hand_over(),
+            Outbound::Respond { bytes, .. } => bytes.hand_over(),
+            _ => {}
         }
     }
 
@@ -675,6 +804,10 @@ impl Outbound<'_> {
         match self {
             Outbound::Send {
                 payload: Payload::Large(l),
+                ..
+            }
+            | Outbound::Respond {
+                bytes: Payload::Large(l),
                 ..
             } => l.held(),
             _ => 0,
@@ -691,35 +824,57 @@ impl Outbound<'_> {
         let ids = &ids[..8 * count];
         let topic = TopicId(u32::from_le_bytes(rec[12..16].try_into().expect("4 bytes")));
         let ids = IdList::Wire(ids);
-        let first = || ids.iter().next().unwrap_or(ClientId(0));
-        match rec[0] {
-            OUT_CLOSE => Outbound::Close {
-                client: first(),
-                frame_payload: payload,
-            },
-            OUT_CLOSED => Outbound::Closed { client: first() },
-            OUT_SUBSCRIBE => Outbound::Subscribe {
-                client: first(),
-                topic,
-            },
-            OUT_UNSUBSCRIBE => Outbound::Unsubscribe {
-                client: first(),
-                topic,
-            },
-            op => Outbound::Send {
-                kind: message_kind(rec[1]),
-                to: Targets {
-                    group: match op {
-                        OUT_SEND_LIST => Group::List,
-                        OUT_SEND_ALL_EXCEPT => Group::All,
-                        _ => Group::Topic(topic),
-                    },
-                    ids,
-                },
-                // SAFETY: forwarded contract.
-                payload: unsafe { Payload::read(rec[3] != 0, payload) },
-            },
+        let op = rec[0];
+        if !matches!(op, OUT_SEND_LIST | OUT_SEND_ALL_EXCEPT | OUT_SEND_TOPIC) {
+            // SAFETY: forwarded contract.
+            return unsafe { decode_control(rec, op, topic, payload, ids) };
         }
+        Outbound::Send {
+            kind: message_kind(rec[1]),
+            to: Targets {
+                group: match op {
+                    OUT_SEND_LIST => Group::List,
+                    OUT_SEND_ALL_EXCEPT => Group::All,
+                    _ => Group::Topic(topic),
+                },
+                ids,
+            },
+            // SAFETY: forwarded contract.
+            payload: unsafe { Payload::read(rec[3] != 0, payload) },
+        }
+    }
+}
+
+/// The records other than messages (off the message path).
+///
+/// # Safety
+/// As [`Outbound::decode`]: `rec` is a record decoded for the first time.
+#[cold]
+#[inline(never)]
+unsafe fn decode_control<'a>(
+    rec: &'a [u8],
+    op: u8,
+    topic: TopicId,
+    payload: &'a [u8],
+    ids: IdList<'a>,
+) -> Outbound<'a> {
+    let client = ids.iter().next().unwrap_or(ClientId(0));
+    match op {
+        OUT_CLOSE => Outbound::Close {
+            client,
+            frame_payload: payload,
+        },
+        OUT_CLOSED => Outbound::Closed { client },
+        OUT_SUBSCRIBE => Outbound::Subscribe { client, topic },
+        OUT_UNSUBSCRIBE => Outbound::Unsubscribe { client, topic },
+        OUT_ACCEPT => Outbound::Accept { client },
+        _ => Outbound::Respond {
+            client,
+            status: topic.0 as u16,
+            headers_len: topic.0 >> 16,
+            // SAFETY: forwarded contract.
+            bytes: unsafe { Payload::read(rec[3] != 0, payload) },
+        },
     }
 }
 
@@ -734,7 +889,7 @@ fn target_op(to: &Targets<'_>) -> (u8, TopicId) {
 }
 
 /// Writes a whole outbound record: header, payload, ids.
-#[inline]
+#[inline(always)]
 fn encode_out(
     out: &mut [u8],
     op: u8,
@@ -755,6 +910,21 @@ fn encode_out(
     header.write(out);
     payload.write(&mut out[OUT_HEADER..OUT_HEADER + payload_len]);
     write_ids(&mut out[OUT_HEADER + payload_len..], ids);
+}
+
+/// A response record (off the message path): the topic field carries the status and
+/// the headers' length.
+#[cold]
+#[inline(never)]
+fn encode_response(
+    out: &mut [u8],
+    client: ClientId,
+    status: u16,
+    bytes: &Payload<'_>,
+    headers_len: u32,
+) {
+    let topic = TopicId(u32::from(status) | headers_len << 16);
+    encode_out(out, OUT_RESPOND, 0, IdList::Ids(&[client.0]), topic, bytes);
 }
 
 /// A close, closed, subscribe or unsubscribe record (off the message path).
@@ -1130,6 +1300,92 @@ mod tests {
         });
         assert!(rx.is_empty());
         assert_eq!(a.worker(), 3);
+    }
+
+    #[test]
+    fn requests_and_their_answers_round_trip() {
+        let (mut tx, mut rx) = inbound_ring(4096, usize::MAX);
+        let a = ClientId::new(1, 5);
+        let peer: SocketAddr = "10.0.0.9:1234".parse().unwrap();
+        let request = b"POST /send HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        for (upgrade, bytes) in [
+            (None, Payload::Inline(&request[..])),
+            (Some(None), Payload::Inline(&request[..45])),
+            (
+                Some(Some(3)),
+                Payload::Large(LargeMessage::owned(request.to_vec())),
+            ),
+        ] {
+            tx.try_push(Inbound::Request(Box::new(Requested {
+                client: a,
+                endpoint: EndpointIndex(2),
+                upgrade,
+                peer: Some(peer),
+                bytes,
+                head_len: 45,
+            })))
+            .unwrap();
+            rx.pop_with(|r| match r {
+                Inbound::Request(r) => {
+                    assert_eq!(
+                        (r.client, r.endpoint, r.peer),
+                        (a, EndpointIndex(2), Some(peer))
+                    );
+                    assert_eq!(r.upgrade, upgrade);
+                    assert_eq!(r.head(), &request[..45]);
+                    assert_eq!(
+                        r.body(),
+                        if r.bytes.bytes().len() > 45 {
+                            &b"abc"[..]
+                        } else {
+                            b""
+                        }
+                    );
+                }
+                other => panic!("{other:?}"),
+            });
+        }
+        let (mut tx, mut rx) = outbound_ring(4096, usize::MAX);
+        tx.try_push(Outbound::Accept { client: a }).unwrap();
+        let body = b"X-A: 1\r\nhello";
+        tx.try_push(Outbound::Respond {
+            client: a,
+            status: 404,
+            bytes: Payload::Inline(body),
+            headers_len: 8,
+        })
+        .unwrap();
+        tx.try_push(Outbound::Respond {
+            client: a,
+            status: 200,
+            bytes: Payload::Large(LargeMessage::owned(vec![7; 100_000])),
+            headers_len: 0,
+        })
+        .unwrap();
+        rx.pop_with(|r| assert!(matches!(r, Outbound::Accept { client } if client == a)));
+        rx.pop_with(|r| match r {
+            Outbound::Respond {
+                client,
+                status,
+                bytes,
+                headers_len,
+            } => {
+                assert_eq!((client, status, headers_len), (a, 404, 8));
+                assert_eq!(bytes.bytes(), body);
+            }
+            other => panic!("{other:?}"),
+        });
+        rx.pop_with(|r| match r {
+            Outbound::Respond {
+                status: 200,
+                bytes: Payload::Large(l),
+                ..
+            } => {
+                assert_eq!(l.bytes().len(), 100_000)
+            }
+            other => panic!("{other:?}"),
+        });
+        assert!(rx.is_empty());
     }
 
     #[test]

@@ -248,6 +248,53 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// Accepts the upgrade request `request` ([`App::upgrade`](crate::App::upgrade)),
+    /// now or later: the 101 goes out and [`App::open`](crate::App::open) follows with
+    /// [`OpenInfo::data`](crate::OpenInfo::data) set to `data`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the request no longer waits (the client left, or it took
+    /// longer than `app_answer_timeout`).
+    pub fn accept(&mut self, request: ClientId, data: u64) -> Result<(), Error> {
+        // SAFETY: live handle.
+        check(unsafe { (self.api.accept)(self.raw, request.0, data) })
+    }
+
+    /// Answers the request `request`, now or later: a plain HTTP request's response
+    /// ([`App::http`](crate::App::http)) or an upgrade's refusal (the connection then
+    /// closes). `headers` are `Name: value` lines separated by CRLF (the server writes
+    /// `Content-Length` and `Connection` itself).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the request no longer waits; [`Error::Invalid`] for a
+    /// status outside 200–599 or malformed or reserved headers.
+    pub fn respond(
+        &mut self,
+        request: ClientId,
+        status: u16,
+        headers: &str,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        // SAFETY: live handle; the pointers and lengths describe live slices.
+        check(unsafe {
+            (self.api.respond)(
+                self.raw,
+                request.0,
+                status,
+                headers.as_ptr().cast(),
+                headers.len(),
+                body.as_ptr().cast(),
+                body.len(),
+            )
+        })
+    }
+
+    /// What [`Context::accept`] attached to a connected client (0 if nothing).
+    pub fn client_data(&mut self, client: ClientId) -> u64 {
+        // SAFETY: live handle.
+        unsafe { (self.api.client_data)(self.raw, client.0) }
+    }
+
     /// The client of the current `open`, `read` or `close` callback.
     pub fn current_client(&mut self) -> Option<ClientId> {
         let id = self.header().cur_client;

@@ -66,24 +66,117 @@ pub struct OpenInfo<'a> {
     pub peer: Option<SocketAddr>,
     /// The raw request head (request line and header lines).
     pub head: &'a str,
+    /// What [`App::upgrade`] attached with [`Context::accept`] (0 if nothing).
+    pub data: u64,
 }
 
 impl<'a> OpenInfo<'a> {
     /// Every request header as (name, value), in the order sent.
     pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.head.split("\r\n").skip(1).filter_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            Some((name, value.trim()))
-        })
+        head_headers(self.head)
     }
 
     /// The value of request header `name` (any case), e.g. `Cookie`, `Authorization`,
     /// `User-Agent`, `X-Forwarded-For`.
     pub fn header(&self, name: &str) -> Option<&'a str> {
-        self.headers()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        head_header(self.head, name)
     }
+}
+
+/// A request an app decides ([`App::upgrade`]) or answers ([`App::http`]); answer with
+/// [`Context::accept`] or [`Context::respond`], in the callback or later. Borrowed for
+/// the callback.
+pub struct Request<'a> {
+    /// What the answer names; an accepted upgrade's client keeps it as its id.
+    pub id: ClientId,
+    /// The `endpoint_id` of the endpoint it came to.
+    pub endpoint_id: u16,
+    /// A WebSocket upgrade (else a plain HTTP request).
+    pub is_upgrade: bool,
+    /// The method (`GET`, `POST`, …).
+    pub method: &'a str,
+    /// The request target as sent, query included.
+    pub target: &'a str,
+    /// The path, without the query string.
+    pub path: &'a str,
+    /// The query string after `?`, if any.
+    pub query: Option<&'a str>,
+    /// The raw request head (request line and header lines).
+    pub head: &'a str,
+    /// A plain request's body (empty for an upgrade).
+    pub body: &'a [u8],
+    /// The subprotocol an accepted upgrade gets, if any.
+    pub subprotocol: Option<&'a str>,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+}
+
+impl<'a> Request<'a> {
+    /// Every request header as (name, value), in the order sent.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        head_headers(self.head)
+    }
+
+    /// The value of request header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        head_header(self.head, name)
+    }
+
+    /// The query parameters, percent-decoded, in order (`a=1&b=x%20y`).
+    pub fn query_pairs(&self) -> impl Iterator<Item = (String, String)> + 'a {
+        self.query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+    }
+
+    /// The first query parameter called `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+/// The header lines of a request head as (name, value).
+fn head_headers(head: &str) -> impl Iterator<Item = (&str, &str)> {
+    head.split("\r\n").skip(1).filter_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        Some((name, value.trim()))
+    })
+}
+
+/// The first header of `head` called `name` (any case).
+fn head_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head_headers(head)
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; invalid
+/// escapes stay as they are, and invalid UTF-8 becomes U+FFFD.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A periodic timer whose interval adapts (RingSocket's `RS_TIMER(cb, min, incr, max)`).
@@ -142,6 +235,12 @@ pub mod log_level {
 pub trait App: Sized + 'static {
     /// A periodic timer started right after [`App::init`], calling [`App::periodic`].
     const PERIODIC: Option<PeriodicTimer> = None;
+    /// The app decides each upgrade request in [`App::upgrade`] before the 101;
+    /// otherwise the server accepts every valid one at once (and the handshake costs
+    /// nothing more).
+    const DECIDES_UPGRADES: bool = false;
+    /// The app answers plain HTTP requests on its endpoints in [`App::http`].
+    const SERVES_HTTP: bool = false;
 
     /// Builds the app from the `settings` JSON of its `apps[]` entry (`null` if none).
     ///
@@ -156,6 +255,24 @@ pub trait App: Sized + 'static {
     /// The server refuses to start.
     fn started(&mut self, _ctx: &mut Context<'_>) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// An upgrade request (with [`App::DECIDES_UPGRADES`]): answer with
+    /// [`Context::accept`] or [`Context::respond`] (a refusal), now or later.
+    ///
+    /// # Errors
+    /// Logged; an unanswered request then gets 500.
+    fn upgrade(&mut self, ctx: &mut Context<'_>, req: &Request<'_>) -> Result<(), Error> {
+        ctx.accept(req.id, 0)
+    }
+
+    /// A plain HTTP request (with [`App::SERVES_HTTP`]): answer with
+    /// [`Context::respond`], now or later.
+    ///
+    /// # Errors
+    /// Logged; an unanswered request then gets 500.
+    fn http(&mut self, ctx: &mut Context<'_>, req: &Request<'_>) -> Result<(), Error> {
+        ctx.respond(req.id, 404, "", b"")
     }
 
     /// A client completed the handshake.
@@ -323,10 +440,61 @@ unsafe extern "C" fn open_shim<A: App>(
             query,
             peer: context::socket_addr(&info.peer),
             head,
+            data: info.data,
         };
         // SAFETY: `rs` is the live handle and `state` the app's.
         let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
         app.open(&mut ctx, ClientId(client), &info)
+    })
+}
+
+/// The upgrade and http callbacks.
+unsafe extern "C" fn request_shim<A: App>(
+    rs: *mut abi::rs_t,
+    state: *mut c_void,
+    req: *const abi::rs_request,
+) -> c_int {
+    guard(rs, "request callback", || {
+        // SAFETY: the server passes a live request whose strings are UTF-8 slices (the
+        // body any bytes) that live until this callback returns.
+        let r = unsafe { &*req };
+        // SAFETY: as above, for each string.
+        let (method, target, path, query, head, subprotocol) = unsafe {
+            (
+                raw_str(r.method, r.method_len).unwrap_or_default(),
+                raw_str(r.target, r.target_len).unwrap_or_default(),
+                raw_str(r.path, r.path_len).unwrap_or_default(),
+                raw_str(r.query, r.query_len),
+                raw_str(r.head, r.head_len).unwrap_or_default(),
+                raw_str(r.subprotocol, r.subprotocol_len),
+            )
+        };
+        let body = if r.body_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: `body_len` live bytes at `body`.
+            unsafe { std::slice::from_raw_parts(r.body, r.body_len) }
+        };
+        let request = Request {
+            id: ClientId(r.request_id),
+            endpoint_id: r.endpoint_id,
+            is_upgrade: r.is_upgrade != 0,
+            method,
+            target,
+            path,
+            query,
+            head,
+            body,
+            subprotocol,
+            peer: context::socket_addr(&r.peer),
+        };
+        // SAFETY: `rs` is the live handle and `state` the app's.
+        let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
+        if request.is_upgrade {
+            app.upgrade(&mut ctx, &request)
+        } else {
+            app.http(&mut ctx, &request)
+        }
     })
 }
 
@@ -451,6 +619,16 @@ pub const fn descriptor<A: App>(name: &'static std::ffi::CStr) -> abi::rs_app_de
         periodic_min_us: micros(periodic.min),
         periodic_incr_us: micros(periodic.incr),
         periodic_max_us: micros(periodic.max),
+        upgrade: if A::DECIDES_UPGRADES {
+            Some(request_shim::<A>)
+        } else {
+            None
+        },
+        http: if A::SERVES_HTTP {
+            Some(request_shim::<A>)
+        } else {
+            None
+        },
     }
 }
 
@@ -469,4 +647,35 @@ macro_rules! export_app {
                 },
             );
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        let req = Request {
+            id: ClientId(1),
+            endpoint_id: 0,
+            is_upgrade: false,
+            method: "POST",
+            target: "/send?user=a%20b&type=text&x=%zz&y=1+2&flag",
+            path: "/send",
+            query: Some("user=a%20b&type=text&x=%zz&y=1+2&flag"),
+            head: "POST /send HTTP/1.1\r\nX-A: 1\r\n\r\n",
+            body: b"",
+            subprotocol: None,
+            peer: None,
+        };
+        assert_eq!(req.query_param("user").as_deref(), Some("a b"));
+        assert_eq!(req.query_param("x").as_deref(), Some("%zz"));
+        assert_eq!(req.query_param("y").as_deref(), Some("1 2"));
+        assert_eq!(req.query_param("flag").as_deref(), Some(""));
+        assert_eq!(req.query_param("nope"), None);
+        assert_eq!(req.header("x-a"), Some("1"));
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%41"), "A");
+    }
 }

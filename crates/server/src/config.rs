@@ -74,6 +74,13 @@ pub struct Config {
     /// The largest HTTP upgrade request header section, in bytes (431 beyond).
     #[serde(default = "defaults::max_http_header_size")]
     pub max_http_header_size: u32,
+    /// The largest body of a plain HTTP request to an app that serves HTTP (413 beyond).
+    #[serde(default = "defaults::max_http_body_size")]
+    pub max_http_body_size: u32,
+    /// Seconds an app has to decide an upgrade (503 after) or answer a plain HTTP
+    /// request (504 after).
+    #[serde(default = "defaults::app_answer_timeout")]
+    pub app_answer_timeout: u32,
     /// Bytes that may wait unsent for one client before it is closed with 1008.
     #[serde(default)]
     pub max_outbound_buf_size: Option<u64>,
@@ -258,6 +265,12 @@ mod defaults {
     pub(super) fn max_http_header_size() -> u32 {
         8192
     }
+    pub(super) fn max_http_body_size() -> u32 {
+        1 << 20
+    }
+    pub(super) fn app_answer_timeout() -> u32 {
+        10
+    }
     pub(super) fn user() -> String {
         "ringsock".into()
     }
@@ -294,12 +307,19 @@ impl EndpointUrl {
     /// # Errors
     /// A message saying what is wrong with it.
     pub fn parse(url: &str) -> Result<EndpointUrl, String> {
+        // http(s):// names the same endpoint, for apps that answer plain HTTP there.
         let (secure, rest) = if let Some(rest) = url.strip_prefix("wss://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("ws://") {
             (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
         } else {
-            return Err(format!("'{url}' does not start with ws:// or wss://"));
+            return Err(format!(
+                "'{url}' does not start with ws://, wss://, http:// or https://"
+            ));
         };
         let (authority, path) = rest
             .find('/')
@@ -307,6 +327,11 @@ impl EndpointUrl {
         if path.contains(['?', '#']) {
             return Err(format!(
                 "'{url}' has a query or fragment; endpoints are paths"
+            ));
+        }
+        if path.contains('*') && !(path.ends_with("/*") && path.matches('*').count() == 1) {
+            return Err(format!(
+                "'{url}' has a '*' that is not a final '/*' (every path under a prefix)"
             ));
         }
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
@@ -527,6 +552,12 @@ impl Config {
                 );
             }
         }
+        if self.max_http_body_size > 1 << 30 {
+            return err(
+                "max_http_body_size".into(),
+                format!("{} is more than 1 GiB", self.max_http_body_size),
+            );
+        }
         if self.epoll_buf_elem_c == 0 || self.epoll_buf_elem_c > 65536 {
             return err(
                 "epoll_buf_elem_c".into(),
@@ -535,6 +566,7 @@ impl Config {
         }
         for (key, v) in [
             ("handshake_timeout", self.handshake_timeout),
+            ("app_answer_timeout", self.app_answer_timeout),
             ("shutdown_wait_http", self.shutdown_wait_http),
             ("shutdown_wait_ws", self.shutdown_wait_ws),
         ] {
@@ -712,6 +744,8 @@ impl Config {
                     endpoint: EndpointIndex(e as u16),
                     allowed_origins: ep.allowed_origins.clone(),
                     subprotocols: ep.subprotocols.clone(),
+                    decides_upgrades: false,
+                    serves_http: false,
                 });
                 for (p, proto) in ep.subprotocols.iter().enumerate() {
                     if proto.is_empty()
@@ -730,6 +764,20 @@ impl Config {
         Ok(Routes::new(route_table))
     }
 
+    /// Marks app `app`'s routes with what its plugin's callbacks decide.
+    pub(crate) fn set_app_answers(
+        &mut self,
+        app: usize,
+        decides_upgrades: bool,
+        serves_http: bool,
+    ) {
+        self.plan.session.routes.set_app_answers(
+            AppIndex(app as u16),
+            decides_upgrades,
+            serves_http,
+        );
+    }
+
     /// Every number start-up needs, derived from the validated keys in one place.
     fn derive_plan(&self, routes: Routes) -> Plan {
         let workers = self.workers();
@@ -746,6 +794,8 @@ impl Config {
             ping_interval: nonzero(self.ping_interval),
             pong_timeout: secs(self.pong_timeout),
             idle_timeout: nonzero(self.idle_timeout),
+            max_http_body: self.max_http_body_size as usize,
+            app_answer_timeout: secs(self.app_answer_timeout),
         };
         // Files that are not connections: listeners, polls, eventfds, plugins, logs.
         let listeners: usize = self.ports.len() * 2 * workers;
@@ -952,5 +1002,12 @@ mod tests {
         assert_eq!(EndpointUrl::parse("ws://h:81").unwrap().path, "/");
         assert!(EndpointUrl::parse("ws://h:x/").is_err());
         assert!(EndpointUrl::parse("ws:///p").is_err());
+        // http(s):// names the same endpoints; a final /* takes a whole prefix.
+        let u = EndpointUrl::parse("http://h:6241/api/*").unwrap();
+        assert_eq!((u.secure, u.port, u.path.as_str()), (false, 6241, "/api/*"));
+        assert!(EndpointUrl::parse("https://h/").unwrap().secure);
+        assert!(EndpointUrl::parse("ws://h/a*").is_err());
+        assert!(EndpointUrl::parse("ws://h/*/x").is_err());
+        assert!(EndpointUrl::parse("ftp://h/").is_err());
     }
 }

@@ -119,7 +119,7 @@ impl Server {
     ///
     /// # Errors
     /// [`StartError::Listen`] or [`StartError::Plugin`].
-    pub fn prepare(config: Config) -> Result<Prepared, StartError> {
+    pub fn prepare(mut config: Config) -> Result<Prepared, StartError> {
         let tls = tls::server_config(&config)?;
         let (listeners, port_locks) = listener::bind_all(&config, config.plan().workers)?;
         let mut plugins = Vec::new();
@@ -131,6 +131,11 @@ impl Server {
             })?;
             log::info!("app {}: loaded {}", app.name, app.app_path.display());
             plugins.push(Arc::new(plugin));
+        }
+        for (i, plugin) in plugins.iter().enumerate() {
+            let callbacks = plugin.callbacks();
+            let (upgrade, http) = (callbacks.upgrade.is_some(), callbacks.http.is_some());
+            config.set_app_answers(i, upgrade, http);
         }
         Ok(Prepared {
             config,

@@ -100,6 +100,10 @@ pub struct Callbacks {
     pub periodic: Option<abi::rs_periodic_cb>,
     /// The periodic timer to start after init (v2).
     pub periodic_spec: Option<PeriodicSpec>,
+    /// v4: decides upgrades.
+    pub upgrade: Option<abi::rs_request_cb>,
+    /// v4: answers plain HTTP requests.
+    pub http: Option<abi::rs_request_cb>,
 }
 
 /// A loaded plugin. The library stays loaded as long as this value lives, and the
@@ -177,10 +181,10 @@ impl Plugin {
         }
         // SAFETY: every version puts the declared size in the third word.
         let size = unsafe { descriptor.cast::<u32>().add(2).read_unaligned() } as usize;
-        let expected = if version == 1 {
-            abi::V1_DESCRIPTOR_SIZE
-        } else {
-            std::mem::size_of::<abi::rs_app_descriptor>()
+        let expected = match version {
+            1 => abi::V1_DESCRIPTOR_SIZE,
+            2 | 3 => abi::V2_DESCRIPTOR_SIZE,
+            _ => std::mem::size_of::<abi::rs_app_descriptor>(),
         };
         if size < expected {
             return Err(PluginError::Truncated {
@@ -226,6 +230,8 @@ unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Call
             event: None,
             periodic: None,
             periodic_spec: None,
+            upgrade: None,
+            http: None,
         };
         if version >= 2 {
             c.event = addr_of!((*d).event).read_unaligned();
@@ -235,6 +241,10 @@ unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Call
                 addr_of!((*d).periodic_incr_us).read_unaligned(),
                 addr_of!((*d).periodic_max_us).read_unaligned(),
             );
+        }
+        if version >= 4 {
+            c.upgrade = addr_of!((*d).upgrade).read_unaligned();
+            c.http = addr_of!((*d).http).read_unaligned();
         }
         c
     }

@@ -24,7 +24,8 @@ pub use clock::{Epoch, Tick};
 pub use outbuf::{prefetch, LazyVec, OutBuf, Overflow};
 pub use route::{AppIndex, EndpointIndex, Route, Routes};
 pub use session::{
-    AppEvents, Delivery, Drained, Frame, Limits, Message, Phase, Sent, Session, SessionConfig,
+    AppEvents, Delivery, Drained, Frame, Limits, Message, Phase, RequestKind, Sent, Session,
+    SessionConfig,
 };
 
 #[cfg(test)]

@@ -185,6 +185,11 @@ impl LazyVec {
         self.0.get_or_insert_with(Box::default)
     }
 
+    /// Takes the bytes out, leaving it released.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.0.take().map(|v| *v).unwrap_or_default()
+    }
+
     /// Empties it, keeping up to `keep` bytes of capacity (all of it is released
     /// beyond that).
     #[inline]

@@ -6,6 +6,7 @@ use crate::route::{Route, Routes};
 use ringsocket_proto::close::encode_close_payload;
 use ringsocket_proto::frame::{encode_header, MAX_SERVER_HEADER_LEN};
 use ringsocket_proto::handshake::{parse_request, write_accept_response, HandshakeError};
+use ringsocket_proto::http::{parse_http_request, HttpResponse, CONTINUE};
 use ringsocket_proto::{CloseCode, Event, MessageKind, Opcode, ProtocolError, Receiver};
 use std::time::Duration;
 
@@ -31,6 +32,11 @@ pub struct Limits {
     pub pong_timeout: Duration,
     /// Close (1001) a connection with no data message either way for this long.
     pub idle_timeout: Option<Duration>,
+    /// The largest body of a plain HTTP request to an app (413 beyond).
+    pub max_http_body: usize,
+    /// Time an app has to decide an upgrade (503 after) or answer a plain HTTP
+    /// request (504 after).
+    pub app_answer_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -46,6 +52,8 @@ impl Default for Limits {
             ping_interval: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(30),
             idle_timeout: None,
+            max_http_body: 1 << 20,
+            app_answer_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -93,8 +101,16 @@ pub enum Delivery {
 pub trait AppEvents {
     /// The client completed the upgrade on `route`, with the subprotocol at this index
     /// of `route.subprotocols` selected, if any; `head` is its request head (request
-    /// line and header lines, up to the blank line).
-    fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8]);
+    /// line and header lines, up to the blank line). `decided`: the app accepted it
+    /// after [`AppEvents::request`] (the client keeps the id it had there).
+    fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8], decided: bool);
+    /// A request for the app to decide or answer: an upgrade on a route whose app
+    /// decides upgrades, or a plain HTTP request on one whose app serves HTTP. Answer
+    /// with [`Session::accept_upgrade`] or [`Session::respond`].
+    fn request(&mut self, route: &Route, kind: RequestKind, head: &[u8], body: &[u8]);
+    /// The request [`AppEvents::request`] announced will never be answered: the
+    /// client left or the app took too long.
+    fn cancelled(&mut self);
     /// The client sent a complete message.
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery;
     /// The client is gone for the app: no more messages will come, and nothing the app
@@ -108,10 +124,23 @@ pub trait AppEvents {
     fn protocol_error(&mut self, _error: &ProtocolError) {}
 }
 
+/// What an [`AppEvents::request`] asks of the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// Accept or refuse a WebSocket upgrade (the subprotocol at this index of the
+    /// route's list would be selected).
+    Upgrade {
+        /// The subprotocol's index in the route's list.
+        protocol: Option<usize>,
+    },
+    /// Answer a plain HTTP request.
+    Http,
+}
+
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Reading the HTTP upgrade request.
+    /// Reading an HTTP request: an upgrade, or a plain request for an app.
     Handshake,
     /// A WebSocket connection its app knows.
     Open,
@@ -132,6 +161,12 @@ pub enum Phase {
     Lingering,
     /// Done: the socket may be closed.
     Closed,
+    /// A valid upgrade request waits for its app's decision.
+    Deciding,
+    /// Reading the body of a plain HTTP request (its head is read).
+    ReadingBody,
+    /// A plain HTTP request waits for its app's answer.
+    Answering,
 }
 
 /// What the caller must do once a session's output is all written.
@@ -234,7 +269,15 @@ impl Session {
     /// Whether the session decodes input (rather than dropping it).
     #[inline]
     pub fn decodes_input(&self) -> bool {
-        matches!(self.phase, Phase::Handshake | Phase::Open | Phase::Closing)
+        matches!(
+            self.phase,
+            Phase::Handshake
+                | Phase::Deciding
+                | Phase::ReadingBody
+                | Phase::Answering
+                | Phase::Open
+                | Phase::Closing
+        )
     }
 
     /// Bytes waiting to be written.
@@ -332,6 +375,17 @@ impl Session {
         self.last_input = now;
         match self.phase {
             Phase::Handshake => self.handshake(config, now, buf, app),
+            Phase::ReadingBody => {
+                // The length is read again from the head rather than kept: a field for it
+                // would grow every connection.
+                let total = parse_http_request(self.message.as_slice(), usize::MAX)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |req| req.total_len());
+                self.read_body(config, now, buf, total, app)
+            }
+            // Input waits (in the caller's buffer) until the app has answered.
+            Phase::Deciding | Phase::Answering => 0,
             Phase::Open => {
                 // Any input shows the client is alive: the pong is no longer awaited.
                 self.deadline = None;
@@ -349,8 +403,10 @@ impl Session {
 
     /// Drops the connection now: the app is told `code` if it knew the client.
     pub fn abort(&mut self, code: CloseCode, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
-        if self.phase == Phase::Open {
-            app.close(code);
+        match self.phase {
+            Phase::Open => app.close(code),
+            Phase::Deciding | Phase::Answering => app.cancelled(),
+            _ => {}
         }
         self.enter(Phase::Closed, now, limits);
     }
@@ -359,7 +415,18 @@ impl Session {
     pub fn handle_timeout(&mut self, now: Tick, limits: &Limits, app: &mut impl AppEvents) {
         if self.phase != Phase::Open {
             if self.deadline.is_some_and(|d| d <= now) {
-                self.enter(Phase::Closed, now, limits);
+                let late = match self.phase {
+                    Phase::Deciding => Some(HandshakeError::AppTimeout),
+                    Phase::Answering => Some(HandshakeError::GatewayTimeout),
+                    _ => None,
+                };
+                match late {
+                    Some(error) => {
+                        app.cancelled();
+                        self.refuse(&error, now, limits);
+                    }
+                    None => self.enter(Phase::Closed, now, limits),
+                }
             }
             return;
         }
@@ -471,7 +538,13 @@ impl Session {
                 app.close(code);
                 self.enter(Phase::Closing, now, limits);
             }
-            Phase::Handshake | Phase::Lingering => self.enter(Phase::Closed, now, limits),
+            Phase::Deciding | Phase::Answering => {
+                app.cancelled();
+                self.enter(Phase::Closed, now, limits);
+            }
+            Phase::Handshake | Phase::ReadingBody | Phase::Lingering => {
+                self.enter(Phase::Closed, now, limits)
+            }
             _ => {}
         }
     }
@@ -481,12 +554,19 @@ impl Session {
     fn enter(&mut self, next: Phase, now: Tick, limits: &Limits) {
         use Phase::*;
         let deadline = match (self.phase, next) {
-            (Handshake, Open) => {
+            (Handshake | Deciding, Open) => {
                 self.last_input = now;
                 self.last_data = now;
                 None
             }
-            (Handshake, Flushing) => Some(now + limits.http_wait),
+            (Handshake | ReadingBody, Deciding | Answering) => {
+                Some(now + limits.app_answer_timeout)
+            }
+            (Handshake, ReadingBody) => self.deadline,
+            (Answering, Handshake) => Some(now + limits.handshake_timeout),
+            (Handshake | Deciding | ReadingBody | Answering, Flushing) => {
+                Some(now + limits.http_wait)
+            }
             (Open, AwaitingApp { .. } | Closing) | (AwaitingApp { .. } | Closing, Flushing) => {
                 Some(now + limits.ws_wait)
             }
@@ -497,8 +577,9 @@ impl Session {
                 return;
             }
         };
-        if next != Open {
-            // Only an open connection assembles messages.
+        if !matches!(next, Open | Deciding | ReadingBody | Answering) {
+            // Only an open connection assembles messages, and only a request for an
+            // app keeps its bytes.
             self.message.release();
         }
         if next == Closed {
@@ -535,28 +616,168 @@ impl Session {
             }
             let protocol = req.select_protocol(&route.subprotocols);
             let index = protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));
-            let mut response = Vec::new();
-            write_accept_response(req.key, protocol, &mut response);
-            self.out.push_unbounded([&response, &[]]);
+            if !route.decides_upgrades {
+                let mut response = Vec::new();
+                write_accept_response(req.key, protocol, &mut response);
+                self.out.push_unbounded([&response, &[]]);
+            }
             Ok((route, index, len))
         });
         match accepted {
+            Ok((route, protocol, len)) if route.decides_upgrades => {
+                // The head is kept for the 101 (and the open record) once accepted;
+                // anything after it waits in the caller's buffer.
+                self.message.vec().extend_from_slice(&buf[..len]);
+                self.enter(Phase::Deciding, now, limits);
+                app.request(route, RequestKind::Upgrade { protocol }, &buf[..len], &[]);
+                len
+            }
             Ok((route, protocol, len)) => {
                 self.rx = Receiver::new(limits.max_message);
                 self.release_when_drained = true;
                 self.enter(Phase::Open, now, limits);
-                app.open(route, protocol, &buf[..len]);
+                app.open(route, protocol, &buf[..len], false);
                 len + self.frames(limits, now, &mut buf[len..], app)
             }
+            Err(e) if e.is_plain_http() => self.plain_request(config, now, buf, e, app),
             Err(e) => {
                 app.refused(&e);
-                let mut response = Vec::new();
-                e.write_response(&mut response);
-                self.out.push_unbounded([&response, &[]]);
-                self.enter(Phase::Flushing, now, limits);
+                self.refuse(&e, now, limits);
                 buf.len()
             }
         }
+    }
+
+    /// A request that is not an upgrade: read for the app if the route's app serves
+    /// plain HTTP, else refused with `not_upgrade` (why it is no upgrade).
+    fn plain_request(
+        &mut self,
+        config: &SessionConfig,
+        now: Tick,
+        buf: &mut [u8],
+        not_upgrade: HandshakeError,
+        app: &mut impl AppEvents,
+    ) -> usize {
+        let limits = &config.limits;
+        let parsed = parse_http_request(buf, limits.max_http_body).and_then(|req| {
+            let req = req.ok_or(HandshakeError::Malformed("incomplete request"))?;
+            let route = config.routes.find(self.port, req.path);
+            match route {
+                Some(route) if route.serves_http => Ok(req),
+                Some(_) => Err(not_upgrade),
+                None => Err(HandshakeError::NotFound),
+            }
+        });
+        match parsed {
+            Ok(req) => {
+                let (total, expects_continue) = (req.total_len(), req.expects_continue);
+                self.enter(Phase::ReadingBody, now, limits);
+                if expects_continue && buf.len() < total {
+                    self.out.push_unbounded([CONTINUE, &[]]);
+                }
+                self.read_body(config, now, buf, total, app)
+            }
+            Err(e) => {
+                app.refused(&e);
+                self.refuse(&e, now, limits);
+                buf.len()
+            }
+        }
+    }
+
+    /// Collects a plain request's head and body (`total` bytes); once complete, hands
+    /// it to the app.
+    fn read_body(
+        &mut self,
+        config: &SessionConfig,
+        now: Tick,
+        buf: &[u8],
+        total: usize,
+        app: &mut impl AppEvents,
+    ) -> usize {
+        let have = self.message.len();
+        let take = (total - have).min(buf.len());
+        self.message.vec().extend_from_slice(&buf[..take]);
+        if self.message.len() < total {
+            return take;
+        }
+        let request = self.message.as_slice();
+        let Ok(Some(req)) = parse_http_request(request, usize::MAX) else {
+            unreachable!("the head parsed before");
+        };
+        let route = config
+            .routes
+            .find(self.port, req.path)
+            .expect("the route matched before");
+        let (head, body) = request.split_at(req.head_len);
+        app.request(route, RequestKind::Http, head, body);
+        self.enter(Phase::Answering, now, &config.limits);
+        take
+    }
+
+    /// Answers with an HTTP error and closes (after writing it).
+    fn refuse(&mut self, error: &HandshakeError, now: Tick, limits: &Limits) {
+        let mut response = Vec::new();
+        error.write_response(&mut response);
+        self.out.push_unbounded([&response, &[]]);
+        self.enter(Phase::Flushing, now, limits);
+    }
+
+    /// The app accepts the upgrade request it was asked about: the 101 is queued and
+    /// the connection opens. False (and nothing happens) if no upgrade waits for a
+    /// decision any more.
+    pub fn accept_upgrade(
+        &mut self,
+        config: &SessionConfig,
+        now: Tick,
+        app: &mut impl AppEvents,
+    ) -> bool {
+        if self.phase != Phase::Deciding {
+            return false;
+        }
+        let head = self.message.take();
+        let Ok(Some((req, _))) = parse_request(&head) else {
+            unreachable!("the upgrade parsed before");
+        };
+        let route = config
+            .routes
+            .find(self.port, req.path)
+            .expect("the route matched before");
+        let protocol = req.select_protocol(&route.subprotocols);
+        let index = protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));
+        let mut response = Vec::new();
+        write_accept_response(req.key, protocol, &mut response);
+        self.out.push_unbounded([&response, &[]]);
+        self.rx = Receiver::new(config.limits.max_message);
+        self.release_when_drained = true;
+        self.enter(Phase::Open, now, &config.limits);
+        app.open(route, index, &head, true);
+        true
+    }
+
+    /// The app answers the request it was asked about: a refused upgrade (the
+    /// connection then closes) or a plain request's response (the connection then
+    /// reads the next request, unless it asked to close). False (and nothing happens)
+    /// if no request waits for an answer any more.
+    pub fn respond(&mut self, response: &HttpResponse<'_>, now: Tick, limits: &Limits) -> bool {
+        // What the request asked is read again from its head (kept until now) rather
+        // than kept in the phase, which the message path matches on.
+        let request = parse_http_request(self.message.as_slice(), usize::MAX);
+        let (keep_alive, head_only) = match (self.phase, request) {
+            (Phase::Deciding, _) => (false, false),
+            (Phase::Answering, Ok(Some(req))) => (req.keep_alive, req.head_only),
+            _ => return false,
+        };
+        let mut bytes = Vec::new();
+        response.write(!keep_alive, head_only, &mut bytes);
+        self.out.push_unbounded([&bytes, &[]]);
+        self.release_when_drained = true;
+        if keep_alive {
+            self.enter(Phase::Handshake, now, limits);
+        } else {
+            self.enter(Phase::Flushing, now, limits);
+        }
+        true
     }
 
     /// Decodes frames; returns how many bytes it used.

@@ -8,6 +8,10 @@ use std::time::Duration;
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
     Open(u16, Option<usize>),
+    /// An upgrade to decide (with the protocol index), or a plain request (None), with
+    /// its head's first line and its body.
+    Request(Option<Option<usize>>, String, Vec<u8>),
+    Cancelled,
     Message(MessageKind, Vec<u8>),
     Close(u16),
 }
@@ -19,8 +23,23 @@ struct App {
 }
 
 impl AppEvents for App {
-    fn open(&mut self, route: &Route, protocol: Option<usize>, _head: &[u8]) {
+    fn open(&mut self, route: &Route, protocol: Option<usize>, _head: &[u8], _decided: bool) {
         self.seen.push(Seen::Open(route.endpoint.0, protocol));
+    }
+    fn request(&mut self, _route: &Route, kind: RequestKind, head: &[u8], body: &[u8]) {
+        let line = String::from_utf8_lossy(head)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let kind = match kind {
+            RequestKind::Upgrade { protocol } => Some(protocol),
+            RequestKind::Http => None,
+        };
+        self.seen.push(Seen::Request(kind, line, body.to_vec()));
+    }
+    fn cancelled(&mut self) {
+        self.seen.push(Seen::Cancelled);
     }
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
         self.seen
@@ -60,7 +79,31 @@ impl Harness {
             endpoint: EndpointIndex(3),
             allowed_origins: vec!["https://ok".into()],
             subprotocols: vec!["a".into(), "b".into()],
+            decides_upgrades: false,
+            serves_http: false,
         }]);
+        Harness::with_routes(limits, routes)
+    }
+
+    /// A harness whose app decides upgrades and serves HTTP, on `/chat` and `/api/*`.
+    fn deciding(limits: Limits) -> Harness {
+        let route = |path: &str, endpoint| Route {
+            port: 80,
+            path: path.into(),
+            app: AppIndex(0),
+            endpoint: EndpointIndex(endpoint),
+            allowed_origins: vec!["*".into()],
+            subprotocols: vec!["a".into(), "b".into()],
+            decides_upgrades: true,
+            serves_http: true,
+        };
+        Harness::with_routes(
+            limits,
+            Routes::new(vec![route("/chat", 3), route("/api/*", 4)]),
+        )
+    }
+
+    fn with_routes(limits: Limits, routes: Routes) -> Harness {
         let now = Tick::ZERO;
         Harness {
             session: Session::new(80, now, &limits),
@@ -513,4 +556,169 @@ fn eof_while_open_tells_the_app_1006() {
     // Nothing reaches a closed session.
     assert_eq!(h.send(b"x"), Sent::Dropped);
     let _ = Opcode::Text;
+}
+
+const DECIDE: &str =
+    "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Protocol: b\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+
+fn response(status: u16, body: &[u8]) -> ringsocket_proto::HttpResponse<'_> {
+    ringsocket_proto::HttpResponse {
+        status,
+        headers: b"X-A: 1\r\n",
+        body,
+    }
+}
+
+#[test]
+fn an_app_accepts_an_upgrade_after_seeing_it() {
+    let mut h = Harness::deciding(Limits::default());
+    let mut early = DECIDE.as_bytes().to_vec();
+    let mut frame = Vec::new();
+    encode_client_frame(true, 1, b"early", [1, 2, 3, 4], &mut frame);
+    early.extend_from_slice(&frame);
+    // The head is taken; a frame sent before the 101 waits for the decision.
+    assert_eq!(h.input(&early), DECIDE.len());
+    assert_eq!(h.session.phase(), Phase::Deciding);
+    let line = "GET /chat HTTP/1.1".to_string();
+    assert_eq!(h.app.seen, [Seen::Request(Some(Some(1)), line, vec![])]);
+    assert!(h.take_written().is_empty(), "nothing before the decision");
+    assert_eq!(h.input(&frame), 0);
+    let config = h.config.clone();
+    assert!(h.session.accept_upgrade(&config, h.now, &mut h.app));
+    h.drain();
+    let written = String::from_utf8(h.take_written()).unwrap();
+    assert!(written.starts_with("HTTP/1.1 101"), "{written}");
+    assert!(
+        written.contains("Sec-WebSocket-Protocol: b\r\n"),
+        "{written}"
+    );
+    assert_eq!(h.app.seen[1], Seen::Open(3, Some(1)));
+    assert_eq!(h.input(&frame), frame.len());
+    assert_eq!(
+        h.app.seen[2],
+        Seen::Message(MessageKind::Text, b"early".to_vec())
+    );
+    // A second answer finds nothing to answer.
+    assert!(!h.session.accept_upgrade(&config, h.now, &mut h.app));
+    assert!(!h
+        .session
+        .respond(&response(403, b""), h.now, &config.limits));
+}
+
+#[test]
+fn an_app_refuses_an_upgrade_with_its_status_and_body() {
+    let mut h = Harness::deciding(Limits::default());
+    h.input(DECIDE.as_bytes());
+    let limits = h.limits();
+    assert!(h.session.respond(&response(401, b"no"), h.now, &limits));
+    h.drain();
+    let written = String::from_utf8(h.take_written()).unwrap();
+    assert_eq!(
+        written,
+        "HTTP/1.1 401 Unauthorized\r\nContent-Length: 2\r\nConnection: close\r\nX-A: 1\r\n\r\nno"
+    );
+    assert!(h.shutdown);
+    assert_eq!(h.session.phase(), Phase::Lingering);
+}
+
+#[test]
+fn an_undecided_upgrade_times_out_with_503_and_the_app_hears_of_it() {
+    let mut h = Harness::deciding(Limits::default());
+    h.input(DECIDE.as_bytes());
+    assert_eq!(h.run_to_deadline(), Limits::default().app_answer_timeout);
+    assert_eq!(h.app.seen.last(), Some(&Seen::Cancelled));
+    let written = String::from_utf8(h.take_written()).unwrap();
+    assert!(written.starts_with("HTTP/1.1 503 "), "{written}");
+}
+
+#[test]
+fn a_client_leaving_before_the_decision_cancels_it() {
+    let mut h = Harness::deciding(Limits::default());
+    h.input(DECIDE.as_bytes());
+    let limits = h.limits();
+    h.session.handle_eof(h.now, &limits, &mut h.app);
+    assert_eq!(h.app.seen.last(), Some(&Seen::Cancelled));
+    assert!(h.session.is_closed());
+}
+
+#[test]
+fn plain_requests_are_answered_in_turn_on_one_connection() {
+    let mut h = Harness::deciding(Limits::default());
+    let first = "POST /api/send?user=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nHello";
+    let second = "GET /api/ping HTTP/1.1\r\nHost: h\r\n\r\n";
+    let both = format!("{first}{second}");
+    // Pipelined: the first is taken, the second waits for the first's answer.
+    assert_eq!(h.input(both.as_bytes()), first.len());
+    let line = "POST /api/send?user=1 HTTP/1.1".to_string();
+    assert_eq!(h.app.seen, [Seen::Request(None, line, b"Hello".to_vec())]);
+    assert_eq!(h.input(second.as_bytes()), 0);
+    let limits = h.limits();
+    assert!(h.session.respond(&response(200, b"ok"), h.now, &limits));
+    h.drain();
+    let written = String::from_utf8(h.take_written()).unwrap();
+    assert_eq!(
+        written,
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok"
+    );
+    assert_eq!(h.session.phase(), Phase::Handshake);
+    assert_eq!(h.input(second.as_bytes()), second.len());
+    let line = "GET /api/ping HTTP/1.1".to_string();
+    assert_eq!(h.app.seen[1], Seen::Request(None, line, vec![]));
+}
+
+#[test]
+fn a_body_arrives_in_pieces_after_100_continue() {
+    let mut h = Harness::deciding(Limits::default());
+    let head =
+        "POST /api/x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 6\r\n\r\n";
+    assert_eq!(h.input(head.as_bytes()), head.len());
+    assert_eq!(h.take_written(), b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert!(h.app.seen.is_empty());
+    assert_eq!(h.input(b"abc"), 3);
+    assert_eq!(h.input(b"defGET"), 3, "only the body is taken");
+    assert_eq!(h.app.seen.len(), 1);
+    assert!(matches!(&h.app.seen[0], Seen::Request(None, _, body) if body == b"abcdef"));
+}
+
+#[test]
+fn plain_requests_the_server_refuses() {
+    for (request, status) in [
+        (
+            "POST /api/x HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n",
+            "413",
+        ),
+        (
+            "POST /api/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "411",
+        ),
+        ("GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n", "404"),
+    ] {
+        let mut h = Harness::deciding(Limits::default());
+        h.input(request.as_bytes());
+        let written = String::from_utf8(h.take_written()).unwrap();
+        assert!(
+            written.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{request}: {written}"
+        );
+        assert!(h.app.seen.is_empty());
+    }
+    // A route whose app does not serve HTTP answers as before (400: no upgrade).
+    let mut h = Harness::new(Limits::default());
+    h.input(b"GET /chat HTTP/1.1\r\nHost: h\r\n\r\n");
+    assert!(String::from_utf8(h.take_written())
+        .unwrap()
+        .starts_with("HTTP/1.1 400 "));
+}
+
+#[test]
+fn an_unanswered_request_gets_504_and_a_connection_close() {
+    let mut h = Harness::deciding(Limits::default());
+    h.input(b"GET /api/slow HTTP/1.1\r\nHost: h\r\n\r\n");
+    h.run_to_deadline();
+    assert_eq!(h.app.seen.last(), Some(&Seen::Cancelled));
+    let written = String::from_utf8(h.take_written()).unwrap();
+    assert!(written.starts_with("HTTP/1.1 504 "), "{written}");
+    assert!(written.contains("Connection: close"), "{written}");
 }

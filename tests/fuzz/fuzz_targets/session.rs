@@ -33,9 +33,15 @@ struct App {
 }
 
 impl AppEvents for App {
-    fn open(&mut self, _: &Route, _: Option<usize>, _: &[u8]) {
+    fn open(&mut self, _: &Route, _: Option<usize>, _: &[u8], _: bool) {
         assert!(!self.opened, "opened twice");
         self.opened = true;
+    }
+    fn request(&mut self, _: &Route, _: RequestKind, _: &[u8], _: &[u8]) {
+        unreachable!("no route here has an app that decides or answers");
+    }
+    fn cancelled(&mut self) {
+        unreachable!("no request was made");
     }
     fn message(&mut self, _: MessageKind, message: Message<'_>) -> Delivery {
         assert!(self.opened && !self.closed, "a message outside open..close");
@@ -69,6 +75,8 @@ fuzz_target!(|ops: Vec<Op>| {
             endpoint: EndpointIndex(0),
             allowed_origins: vec![],
             subprotocols: vec!["p".into()],
+            decides_upgrades: false,
+            serves_http: false,
         }]),
         limits,
     };

@@ -2,9 +2,9 @@
 //! on the context) and `writer.rs` (the in-place writer).
 
 use super::host::{
-    host_client_info, host_close, host_conf, host_current_client, host_event_handle, host_header,
-    host_log, host_publish, host_send, host_set_periodic, host_set_timer, host_subscribe,
-    host_topic_count, host_unsubscribe,
+    host_accept, host_client_data, host_client_info, host_close, host_conf, host_current_client,
+    host_event_handle, host_header, host_log, host_publish, host_respond, host_send,
+    host_set_periodic, host_set_timer, host_subscribe, host_topic_count, host_unsubscribe,
 };
 use super::writer::{host_to, host_to_topic, host_w_reserve};
 use ringsocket_abi as abi;
@@ -29,4 +29,7 @@ pub(crate) static HOST_API: abi::rs_host_api = abi::rs_host_api {
     publish: host_publish,
     to_topic: host_to_topic,
     topic_count: host_topic_count,
+    accept: host_accept,
+    respond: host_respond,
+    client_data: host_client_data,
 };

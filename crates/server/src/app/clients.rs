@@ -46,6 +46,11 @@ impl Clients {
         self.by_id.insert(client.0, entry);
     }
 
+    /// Whether `client` is connected (opened, not yet closed).
+    pub(crate) fn contains(&self, client: ClientId) -> bool {
+        self.by_id.contains_key(&client.0)
+    }
+
     /// Forgets a client whose close callback has run.
     pub(crate) fn remove(&mut self, client: ClientId) {
         if let Some(entry) = self.by_id.remove(&client.0) {

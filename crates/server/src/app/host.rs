@@ -19,6 +19,7 @@ use ringsocket_abi as abi;
 use ringsocket_proto::{CloseCode, MessageKind, RequestHead};
 use ringsocket_records::Draft;
 use ringsocket_ring::SleepState;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub(crate) enum Callback {
     Close,
     Timer,
     Event,
+    /// The upgrade or http callback (v4).
+    Request,
 }
 
 /// Where the message being written (`rs_w_*`) lives.
@@ -44,6 +47,9 @@ pub(crate) enum Written {
     /// In [`HostCtx::spill`] (too large for a reservation, or the ring was full).
     Spilled,
 }
+
+/// The most bytes of header lines a response may carry (the record gives them 16 bits).
+const MAX_RESPONSE_HEADERS: usize = 16 * 1024;
 
 /// The app thread's side of every host call. `repr(C)` with the ABI header first, so C
 /// code reaches the API table and the writer's fields.
@@ -78,6 +84,13 @@ pub(crate) struct HostCtx {
     pub(crate) open_head: Option<(*const u8, usize)>,
     pub(crate) events: Arc<EventQueue>,
     pub(crate) conf: abi::rs_conf,
+    /// Requests (upgrades to decide, plain requests to answer) asked and not yet
+    /// answered or cancelled.
+    pub(crate) requests: FxHashSet<ClientId>,
+    /// What `accept` attached to clients, from the accept until the client leaves.
+    pub(crate) attached: FxHashMap<ClientId, u64>,
+    /// The last upgrade or http callback returned non-zero.
+    pub(crate) callback_failed: bool,
 }
 
 pub(super) unsafe extern "C" fn host_send(
@@ -306,6 +319,42 @@ pub(super) unsafe extern "C" fn host_topic_count(
     }
 }
 
+pub(super) unsafe extern "C" fn host_accept(rs: *mut abi::rs_t, request: u64, data: u64) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    ctx.accept(ClientId(request), data)
+}
+
+pub(super) unsafe extern "C" fn host_respond(
+    rs: *mut abi::rs_t,
+    request: u64,
+    status: u16,
+    headers: *const c_char,
+    headers_len: usize,
+    body: *const c_void,
+    body_len: usize,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    // SAFETY: the plugin passes `headers_len` and `body_len` readable bytes.
+    let (headers, body) = unsafe {
+        (
+            plugin_slice(headers.cast::<u8>(), headers_len),
+            plugin_slice(body.cast::<u8>(), body_len),
+        )
+    };
+    match (headers, body) {
+        (Some(headers), Some(body)) => ctx.respond(ClientId(request), status, headers, body),
+        _ => abi::RS_ERR_INVALID,
+    }
+}
+
+pub(super) unsafe extern "C" fn host_client_data(rs: *mut abi::rs_t, client: u64) -> u64 {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    ctx.attached.get(&ClientId(client)).copied().unwrap_or(0)
+}
+
 pub(super) unsafe extern "C" fn host_conf(rs: *const abi::rs_t) -> *const abi::rs_conf {
     // SAFETY: as in host_send (read-only here).
     unsafe { &(*rs.cast::<HostCtx>()).conf }
@@ -378,6 +427,9 @@ impl HostCtx {
             open_head: None,
             events,
             conf,
+            requests: FxHashSet::default(),
+            attached: FxHashMap::default(),
+            callback_failed: false,
         }
     }
 
@@ -631,6 +683,60 @@ impl HostCtx {
         }
         let reference = shared.get_or_insert_with(|| Arc::from(data)).clone();
         Payload::Large(LargeMessage::shared(reference))
+    }
+
+    /// Accepts the waiting upgrade request `request`, attaching `data` (if not 0).
+    pub(crate) fn accept(&mut self, request: ClientId, data: u64) -> c_int {
+        if !self.requests.remove(&request) {
+            return abi::RS_ERR_NOT_FOUND;
+        }
+        if data != 0 {
+            self.attached.insert(request, data);
+        }
+        self.push(request.worker(), Outbound::Accept { client: request });
+        abi::RS_OK
+    }
+
+    /// Answers the waiting request `request` (a refused upgrade or a plain request's
+    /// response).
+    pub(crate) fn respond(
+        &mut self,
+        request: ClientId,
+        status: u16,
+        headers: &[u8],
+        body: &[u8],
+    ) -> c_int {
+        if !(200..=599).contains(&status) || body.len() > u32::MAX as usize {
+            return abi::RS_ERR_INVALID;
+        }
+        let headers = match ringsocket_proto::http::check_headers(headers) {
+            Ok(h) if h.len() <= MAX_RESPONSE_HEADERS => h,
+            Ok(_) => return abi::RS_ERR_TOO_BIG,
+            Err(e) => {
+                log::warn!("app {}: response refused: {e}", self.name);
+                return abi::RS_ERR_INVALID;
+            }
+        };
+        if !self.requests.remove(&request) {
+            return abi::RS_ERR_NOT_FOUND;
+        }
+        let headers_len = headers.len() as u32;
+        let mut bytes = headers;
+        bytes.extend_from_slice(body);
+        let w = request.worker();
+        let inline_max = self.outbound[w].inline_max();
+        let record = |bytes| Outbound::Respond {
+            client: request,
+            status,
+            bytes,
+            headers_len,
+        };
+        if bytes.len() <= inline_max {
+            self.push(w, record(Payload::Inline(&bytes)));
+        } else {
+            self.push(w, record(Payload::Large(LargeMessage::owned(bytes))));
+        }
+        abi::RS_OK
     }
 
     /// Queues a close frame for `client`.

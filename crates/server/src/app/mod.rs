@@ -13,7 +13,7 @@ mod writer;
 
 use crate::config::AppConfig;
 use crate::plugin::Plugin;
-use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx};
+use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx, Requested};
 use crate::WorkerLink;
 use clients::abi_addr;
 use host::{wake_worker, Callback, HostCtx};
@@ -347,6 +347,7 @@ fn dispatch(
                         head: head.as_ptr().cast(),
                         head_len: head.len(),
                         peer,
+                        data: ctx.attached.get(&client).copied().unwrap_or(0),
                     };
                     ctx.open_head = Some((head.as_ptr(), head.len()));
                     ctx.callback = Callback::Open;
@@ -380,6 +381,25 @@ fn dispatch(
             };
             (client, status)
         }
+        Inbound::Request(requested) => {
+            let client = requested.client;
+            request(ctx, plugin, state, endpoints, &requested);
+            ctx.set_current(ClientId(0), 0, 0);
+            if ctx.requests.contains(&client) && ctx.callback_failed {
+                // The callback failed and left the request unanswered.
+                ctx.respond(client, 500, b"Content-Type: text/plain\r\n", b"app error\n");
+            }
+            ctx.callback_failed = false;
+            return;
+        }
+        Inbound::Close { client, code } if !ctx.clients.contains(client) => {
+            // A request that will not be answered (its client left or it timed out), or
+            // an accepted upgrade whose client left before it opened.
+            let _ = code;
+            ctx.requests.remove(&client);
+            ctx.attached.remove(&client);
+            return;
+        }
         Inbound::Close { client, code } => {
             let endpoint_id = ctx.clients.endpoint_of(client);
             ctx.set_current(client, endpoint_id, 0);
@@ -390,6 +410,7 @@ fn dispatch(
             }
             ctx.callback = Callback::None;
             ctx.clients.remove(client);
+            ctx.attached.remove(&client);
             ctx.topics.client_left(client, client.worker());
             // Everything the app sends this client is in the ring now.
             ctx.push(client.worker(), Outbound::Closed { client });
@@ -407,4 +428,83 @@ fn dispatch(
         ctx.close_client(client, CloseCode::INTERNAL_ERROR, "app error");
     }
     ctx.set_current(ClientId(0), 0, 0);
+}
+
+/// Calls the upgrade or http callback for a request; a request no callback takes is
+/// answered by the server (an upgrade accepted, a plain request 404).
+fn request(
+    ctx: &mut HostCtx,
+    plugin: &Plugin,
+    state: *mut c_void,
+    endpoints: &[EndpointInfo],
+    requested: &Requested<'_>,
+) {
+    let callbacks = plugin.callbacks();
+    let client = requested.client;
+    ctx.requests.insert(client);
+    let callback = match requested.upgrade {
+        Some(_) => callbacks.upgrade,
+        None => callbacks.http,
+    };
+    let Some(callback) = callback else {
+        match requested.upgrade {
+            Some(_) => ctx.accept(client, 0),
+            None => ctx.respond(client, 404, b"", b""),
+        };
+        return;
+    };
+    let endpoint = &endpoints[usize::from(requested.endpoint.0)];
+    let (head, body) = (requested.head(), requested.body());
+    let line = RequestHead(head);
+    let (target, query) = (line.target(), line.query());
+    let method = std::str::from_utf8(head.split(|&b| b == b' ').next().unwrap_or_default())
+        .unwrap_or_default();
+    let path = target.split(['?', '#']).next().unwrap_or(target);
+    let protocol = requested
+        .upgrade
+        .flatten()
+        .and_then(|i| endpoint.subprotocols.get(usize::from(i)));
+    let str_ptr = |s: &str| s.as_ptr().cast::<std::ffi::c_char>();
+    let info = abi::rs_request {
+        size: std::mem::size_of::<abi::rs_request>() as u32,
+        endpoint_id: endpoint.endpoint_id,
+        is_upgrade: u16::from(requested.upgrade.is_some()),
+        request_id: client.0,
+        method: str_ptr(method),
+        method_len: method.len(),
+        target: str_ptr(target),
+        target_len: target.len(),
+        path: str_ptr(path),
+        path_len: path.len(),
+        query: query.map_or(std::ptr::null(), str_ptr),
+        query_len: query.map_or(0, str::len),
+        head: head.as_ptr().cast(),
+        head_len: head.len(),
+        body: body.as_ptr(),
+        body_len: body.len(),
+        subprotocol: protocol.map_or(std::ptr::null(), |p| str_ptr(p)),
+        subprotocol_len: protocol.map_or(0, |p| p.len()),
+        peer: abi_addr(requested.peer),
+    };
+    ctx.set_current(ClientId(0), endpoint.endpoint_id, 0);
+    ctx.open_head = Some((head.as_ptr(), head.len()));
+    ctx.callback = Callback::Request;
+    let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
+    // SAFETY: the callback with a live handle, the plugin's state and a request whose
+    // pointers live until it returns.
+    let status = unsafe { callback(rs, state, &info) };
+    ctx.callback = Callback::None;
+    ctx.open_head = None;
+    if status != 0 {
+        log::warn!(
+            "app {}: {} callback failed with status {status}",
+            ctx.name,
+            if requested.upgrade.is_some() {
+                "upgrade"
+            } else {
+                "http"
+            }
+        );
+        ctx.callback_failed = true;
+    }
 }

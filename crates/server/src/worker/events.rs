@@ -2,10 +2,12 @@
 
 use super::conn::Conn;
 use super::inbox::AppInbox;
-use crate::records::{ClientId, Inbound, LargeMessage, Opened, Payload};
+use crate::records::{ClientId, Inbound, LargeMessage, Opened, Payload, Requested};
 use mio::net::TcpStream;
 use ringsocket_proto::{CloseCode, HandshakeError, MessageKind, ProtocolError};
-use ringsocket_session::{AppEvents, AppIndex, Delivery, EndpointIndex, Message, Route};
+use ringsocket_session::{
+    AppEvents, AppIndex, Delivery, EndpointIndex, Message, RequestKind, Route,
+};
 
 /// The [`AppEvents`] of one connection, for the duration of one session call.
 pub(crate) struct ToApp<'a> {
@@ -20,6 +22,8 @@ pub(crate) struct ToApp<'a> {
     pub(crate) ids: &'a mut IdSource,
     /// Set when the connection opened during the call.
     pub(crate) opened: bool,
+    /// Set when a request went to the app during the call (under a new id).
+    pub(crate) requested: bool,
     /// Set when the app was told the connection closed during the call.
     pub(crate) closed: bool,
     /// Set when a message went to the backlog: stop reading the connection.
@@ -60,6 +64,7 @@ impl<'a> ToApp<'a> {
             endpoint: conn.endpoint,
             ids,
             opened: false,
+            requested: false,
             closed: false,
             paused: false,
             stream,
@@ -68,19 +73,17 @@ impl<'a> ToApp<'a> {
 }
 
 impl AppEvents for ToApp<'_> {
-    fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8]) {
-        self.client = self.ids.next();
+    fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8], decided: bool) {
+        if !decided {
+            self.client = self.ids.next();
+        }
         self.app = route.app;
         self.endpoint = route.endpoint;
         self.opened = true;
         let inbox = &mut self.inboxes[route.app.index()];
         // Once per connection: the app keeps the address for rs_client_info.
         let peer = self.stream.and_then(|s| s.peer_addr().ok());
-        let head = if head.len() <= inbox.inline_max {
-            Payload::Inline(head)
-        } else {
-            Payload::Large(LargeMessage::owned(head.to_vec()))
-        };
+        let head = inline_or_large(head, inbox.inline_max);
         inbox.push(Inbound::Open(Box::new(Opened {
             client: self.client,
             endpoint: route.endpoint,
@@ -88,6 +91,41 @@ impl AppEvents for ToApp<'_> {
             peer,
             head,
         })));
+    }
+
+    fn request(&mut self, route: &Route, kind: RequestKind, head: &[u8], body: &[u8]) {
+        self.client = self.ids.next();
+        self.app = route.app;
+        self.endpoint = route.endpoint;
+        self.requested = true;
+        let inbox = &mut self.inboxes[route.app.index()];
+        let peer = self.stream.and_then(|s| s.peer_addr().ok());
+        let joined: Vec<u8>;
+        let all = if body.is_empty() {
+            head
+        } else {
+            joined = [head, body].concat();
+            &joined[..]
+        };
+        let bytes = inline_or_large(all, inbox.inline_max);
+        inbox.push(Inbound::Request(Box::new(Requested {
+            client: self.client,
+            endpoint: route.endpoint,
+            upgrade: match kind {
+                RequestKind::Upgrade { protocol } => Some(protocol.map(|p| p as u16)),
+                RequestKind::Http => None,
+            },
+            peer,
+            bytes,
+            head_len: head.len() as u32,
+        })));
+    }
+
+    fn cancelled(&mut self) {
+        self.inboxes[self.app.index()].push(Inbound::Close {
+            client: self.client,
+            code: CloseCode::ABNORMAL,
+        });
     }
 
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
@@ -135,5 +173,14 @@ impl AppEvents for ToApp<'_> {
             client: self.client,
             code,
         });
+    }
+}
+
+/// `bytes` as a record payload: copied into the ring if small, else moved to the heap.
+fn inline_or_large(bytes: &[u8], inline_max: usize) -> Payload<'_> {
+    if bytes.len() <= inline_max {
+        Payload::Inline(bytes)
+    } else {
+        Payload::Large(LargeMessage::owned(bytes.to_vec()))
     }
 }

@@ -22,8 +22,8 @@ pub(crate) struct AppInbox {
     backlog: VecDeque<Inbound<'static>>,
     /// Connections (slab keys) that stopped reading because of the backlog.
     pub(crate) paused: Vec<usize>,
-    /// The app got a message since it was last woken: wake it now.
-    message_since_wake: bool,
+    /// The app got a message or a request since it was last woken: wake it now.
+    urgent_since_wake: bool,
     /// When the app got the first open or close record since it was last woken. Those
     /// only wake it `LIFECYCLE_WAKE_DELAY` later (unless a message comes first), so a
     /// burst of connects and disconnects costs one wakeup, not one each.
@@ -38,7 +38,7 @@ impl AppInbox {
             sleep,
             backlog: VecDeque::new(),
             paused: Vec::new(),
-            message_since_wake: false,
+            urgent_since_wake: false,
             lifecycle_since: None,
         }
     }
@@ -52,10 +52,10 @@ impl AppInbox {
     /// Returns `false` if it was backlogged.
     #[inline]
     pub(crate) fn push(&mut self, record: Inbound<'_>) -> bool {
-        let is_message = matches!(record, Inbound::Message { .. });
+        let urgent = is_urgent(&record);
         let record = if self.backlog.is_empty() {
             match self.try_push(record) {
-                Ok(()) => return self.pushed(is_message),
+                Ok(()) => return self.pushed(urgent),
                 Err(record) => record,
             }
         } else {
@@ -77,9 +77,9 @@ impl AppInbox {
     }
 
     #[inline]
-    fn pushed(&mut self, is_message: bool) -> bool {
-        if is_message {
-            self.message_since_wake = true;
+    fn pushed(&mut self, urgent: bool) -> bool {
+        if urgent {
+            self.urgent_since_wake = true;
         } else {
             self.lifecycle_since.get_or_insert_with(Instant::now);
         }
@@ -90,10 +90,10 @@ impl AppInbox {
     /// backlog is now empty.
     pub(crate) fn drain_backlog(&mut self) -> bool {
         while let Some(record) = self.backlog.pop_front() {
-            let is_message = matches!(record, Inbound::Message { .. });
+            let urgent = is_urgent(&record);
             match self.try_push(record) {
                 Ok(()) => {
-                    self.pushed(is_message);
+                    self.pushed(urgent);
                 }
                 Err(record) => {
                     self.backlog.push_front(record);
@@ -104,16 +104,23 @@ impl AppInbox {
         true
     }
 
-    /// Wakes the app if it has a message, or open/close records older than
+    /// Wakes the app if it has a message or request, or open/close records older than
     /// `LIFECYCLE_WAKE_DELAY` (any record, with `force`). Returns when to check again.
     pub(crate) fn notify(&mut self, now: Instant, force: bool) -> Option<Instant> {
         let due = self.lifecycle_since.map(|t| t + LIFECYCLE_WAKE_DELAY);
-        let message = std::mem::take(&mut self.message_since_wake);
-        if message || due.is_some_and(|due| force || due <= now) {
+        let urgent = std::mem::take(&mut self.urgent_since_wake);
+        if urgent || due.is_some_and(|due| force || due <= now) {
             self.lifecycle_since = None;
             self.sleep.unpark();
             return None;
         }
         due
     }
+}
+
+/// Whether a record wakes its app at once: a message, or a request a client waits on
+/// (opens and closes may wait for company, see `LIFECYCLE_WAKE_DELAY`).
+#[inline]
+fn is_urgent(record: &Inbound<'_>) -> bool {
+    matches!(record, Inbound::Message { .. } | Inbound::Request(_))
 }

@@ -94,6 +94,8 @@ struct Worker {
     unsettled: Vec<usize>,
     /// Connections to read before the next poll (readiness that no new edge reports).
     to_read: Vec<usize>,
+    /// Connections an app's accept opened while its records were applied.
+    opened_by_app: Vec<usize>,
     timers: Timers,
     ids: IdSource,
     next_serial: u32,
@@ -155,6 +157,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         dirty: Vec::new(),
         unsettled: Vec::new(),
         to_read: Vec::new(),
+        opened_by_app: Vec::new(),
         timers: Timers::default(),
         ids: IdSource {
             worker: setup.index,
@@ -300,22 +303,36 @@ impl Worker {
             Some(&conn.stream),
         );
         let result = f(&mut conn.session, self.tick, &self.config, &mut events);
-        let (opened, paused) = (events.opened, events.paused);
-        let (client, app) = (events.client, events.app);
-        if opened {
-            conn.just_opened = true;
+        let (opened, requested, paused) = (events.opened, events.requested, events.paused);
+        let (client, app, endpoint) = (events.client, events.app, events.endpoint);
+        if requested {
+            // Answers name the request by this id.
             conn.id = client;
             conn.app = app;
-            conn.endpoint = events.endpoint;
-            conn.app_slot = Some(ListSlot::new(self.open[app.index()].len()));
-            self.open[app.index()].push(key);
+            conn.endpoint = endpoint;
             self.by_id.insert(client, key);
         }
+        if opened {
+            conn.id = client;
+            conn.app = app;
+            conn.endpoint = endpoint;
+            self.register_open(key);
+        }
+        let conn = &mut self.conns[key];
         if paused {
             conn.read_blocked = true;
         }
         self.settle(key);
         Some(result)
+    }
+
+    /// Lists connection `key`, which just opened, among its app's open connections.
+    fn register_open(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        conn.just_opened = true;
+        conn.app_slot = Some(ListSlot::new(self.open[conn.app.index()].len()));
+        self.open[conn.app.index()].push(key);
+        self.by_id.insert(conn.id, key);
     }
 
     /// Brings the worker's view of connection `key` up to date with its session: off
@@ -378,15 +395,18 @@ impl Worker {
     fn apply_context<'a>(&'a mut self, unsettled: &'a mut Vec<usize>) -> Apply<'a> {
         Apply {
             conns: &mut self.conns,
-            by_id: &self.by_id,
+            by_id: &mut self.by_id,
             inboxes: &mut self.inboxes,
             ids: &mut self.ids,
             dirty: &mut self.dirty,
             unsettled,
             budget: &mut self.budget,
+            config: &self.config,
             limits: &self.config.limits,
             now: self.tick,
             topics: &mut self.topics,
+            opened: &mut self.opened_by_app,
+            to_read: &mut self.to_read,
         }
     }
 
@@ -715,6 +735,10 @@ impl Worker {
                 }
             }
             self.open[a] = open;
+            for key in std::mem::take(&mut self.opened_by_app) {
+                self.register_open(key);
+                self.settle(key);
+            }
             if handled && outbox.take_producer_waiting() {
                 self.inboxes[a].sleep.unpark();
             }

@@ -7,7 +7,8 @@ use super::inbox::AppInbox;
 use super::topics::Topics;
 use crate::records::{ClientId, Group, Outbound};
 use ringsocket_proto::CloseCode;
-use ringsocket_session::{AppIndex, Frame, Limits, Sent, Tick};
+use ringsocket_proto::HttpResponse;
+use ringsocket_session::{AppIndex, Frame, Limits, Sent, SessionConfig, Tick};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 
@@ -31,7 +32,7 @@ impl Budget {
 /// ring being drained).
 pub(crate) struct Apply<'a> {
     pub(crate) conns: &'a mut Slab<Conn>,
-    pub(crate) by_id: &'a FxHashMap<ClientId, usize>,
+    pub(crate) by_id: &'a mut FxHashMap<ClientId, usize>,
     pub(crate) inboxes: &'a mut [AppInbox],
     pub(crate) ids: &'a mut IdSource,
     /// Connections with output to write.
@@ -39,9 +40,14 @@ pub(crate) struct Apply<'a> {
     /// Connections whose phase may have changed: the worker settles them afterwards.
     pub(crate) unsettled: &'a mut Vec<usize>,
     pub(crate) budget: &'a mut Budget,
+    pub(crate) config: &'a SessionConfig,
     pub(crate) limits: &'a Limits,
     pub(crate) now: Tick,
     pub(crate) topics: &'a mut Topics,
+    /// Connections an accepted upgrade opened: the worker lists them afterwards.
+    pub(crate) opened: &'a mut Vec<usize>,
+    /// Connections with input to decode again (it waited for an app's answer).
+    pub(crate) to_read: &'a mut Vec<usize>,
 }
 
 impl Apply<'_> {
@@ -122,6 +128,9 @@ impl Apply<'_> {
                     }
                 }
             }
+            answer @ (Outbound::Accept { .. } | Outbound::Respond { .. }) => {
+                self.answer(app, answer)
+            }
             Outbound::Subscribe { client, topic } => {
                 if let Some(key) = self.open_conn(app, client) {
                     self.topics.subscribe(key, app, topic);
@@ -132,6 +141,62 @@ impl Apply<'_> {
                     self.topics.unsubscribe(key, app, topic);
                 }
             }
+        }
+    }
+
+    /// An app's answer to a request: an accepted upgrade, or a response (off the
+    /// message path).
+    #[cold]
+    #[inline(never)]
+    fn answer(&mut self, app: AppIndex, record: Outbound<'_>) {
+        match record {
+            Outbound::Accept { client } => {
+                let Some(&key) = self.by_id.get(&client) else {
+                    return; // the request was cancelled
+                };
+                let conn = &mut self.conns[key];
+                if conn.app != app {
+                    return;
+                }
+                let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
+                if conn
+                    .session
+                    .accept_upgrade(self.config, self.now, &mut events)
+                {
+                    self.opened.push(key);
+                    // Frames the client sent before the 101 wait in its input.
+                    self.to_read.push(key);
+                }
+            }
+            Outbound::Respond {
+                client,
+                status,
+                bytes,
+                headers_len,
+            } => {
+                let Some(&key) = self.by_id.get(&client) else {
+                    return; // the request was cancelled
+                };
+                let conn = &mut self.conns[key];
+                if conn.app != app {
+                    return;
+                }
+                let (headers, body) = bytes.bytes().split_at(headers_len as usize);
+                let response = HttpResponse {
+                    status,
+                    headers,
+                    body,
+                };
+                if conn.session.respond(&response, self.now, self.limits) {
+                    // The request is answered: its id names nothing any more.
+                    self.by_id.remove(&client);
+                    conn.id = ClientId(0);
+                    self.unsettled.push(key);
+                    // A pipelined request may wait in its input.
+                    self.to_read.push(key);
+                }
+            }
+            _ => {}
         }
     }
 
