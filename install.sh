@@ -20,7 +20,7 @@ HEADERS=(ringsocket.h ringsocket-v1/ringsocket.h ringsocket1/ringsocket.h)
 CONF=/etc/ringsocket.json
 UNIT=/etc/systemd/system/ringsocket.service
 PIDFILE=/run/ringsocket/ringsocket.pid   # the daemon's default pid_file
-PLUGINS=(libecho.so libecho_c.so libbroadcast.so libgroups.so libchat.so)
+PLUGINS=(libecho.so libecho_c.so libbroadcast.so libgroups.so libchat.so libdsock.so)
 SHARE=$PREFIX/share/ringsocket        # the chat page
 
 say() { echo "install.sh: $*"; }

@@ -7,6 +7,7 @@
 //! | `librst_app_defects.so` | `tests/ringsocket1/rst_app_defects.c` | `ringsocket1/` |
 //! | `libcounter_c.so` | `docs/examples/counter.c` (the guide's C example) | `ringsocket.h` (ABI v2) |
 //! | `libbad_args_c.so` | `tests/c-plugins/bad_args.c` (every host call with wrong arguments) | `ringsocket.h` |
+//! | `libgate_c.so` | `tests/c-plugins/gate.c` (upgrade decisions and HTTP answers in C) | `ringsocket.h` (ABI v4) |
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -66,6 +67,12 @@ const PLUGINS: &[CPlugin] = &[
         source: "tests/c-plugins/bad_args.c",
         include: "crates/abi/include",
         output: "libbad_args_c.so",
+        flags: STRICT,
+    },
+    CPlugin {
+        source: "tests/c-plugins/gate.c",
+        include: "crates/abi/include",
+        output: "libgate_c.so",
         flags: STRICT,
     },
 ];

@@ -6,7 +6,6 @@
 use ringsocket_tests::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -25,29 +24,6 @@ fn gate() -> Server {
         apps,
         json!({"app_answer_timeout": 1, "max_http_body_size": 1000}),
     )
-}
-
-/// Reads one response: its head, and a body of its Content-Length unless `head_only`.
-fn response(stream: &mut TcpStream, head_only: bool) -> (u16, String, Vec<u8>) {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "EOF inside a response head"
-        );
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let status = head[9..12].parse().unwrap();
-    let len = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .map_or(0, |v| v.parse().unwrap());
-    let mut body = vec![0; if head_only { 0 } else { len }];
-    stream.read_exact(&mut body).unwrap();
-    (status, head, body)
 }
 
 fn json_body(body: &[u8]) -> Value {
@@ -133,7 +109,7 @@ fn plain_requests_share_one_keep_alive_connection_and_may_be_pipelined() {
     let post = "POST /api/echo?user=1&type=text HTTP/1.1\r\nHost: h\r\nX-Test: yes\r\n\
                 Content-Length: 11\r\n\r\nhello world";
     stream.write_all(post.as_bytes()).unwrap();
-    let (status, head, body) = response(&mut stream, false);
+    let (status, head, body) = read_response(&mut stream, false);
     assert_eq!(status, 200, "{head}");
     assert!(
         head.contains("Content-Type: application/json\r\n"),
@@ -151,19 +127,19 @@ fn plain_requests_share_one_keep_alive_connection_and_may_be_pipelined() {
     let two =
         "GET /api/echo?n=2 HTTP/1.1\r\nHost: h\r\n\r\nHEAD /api/echo HTTP/1.1\r\nHost: h\r\n\r\n";
     stream.write_all(two.as_bytes()).unwrap();
-    let (status, _, body) = response(&mut stream, false);
+    let (status, _, body) = read_response(&mut stream, false);
     assert_eq!(
         (status, json_body(&body)["query"].as_str()),
         (200, Some("n=2"))
     );
-    let (status, head, _) = response(&mut stream, true);
+    let (status, head, _) = read_response(&mut stream, true);
     assert_eq!(status, 200);
     assert!(head.contains("Content-Length: "), "{head}");
     // The body of the HEAD response is not sent: the next response follows at once.
     stream
         .write_all(b"GET /api/missing HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         .unwrap();
-    let (status, head, body) = response(&mut stream, false);
+    let (status, head, body) = read_response(&mut stream, false);
     assert_eq!((status, body), (404, b"no such path\n".to_vec()));
     assert!(head.contains("Connection: close\r\n"), "{head}");
     assert!(reads_eof(&mut stream));
@@ -175,7 +151,7 @@ fn answers_given_later_and_the_servers_own_answers() {
     let ask = |request: &str| {
         let mut stream = s.raw();
         stream.write_all(request.as_bytes()).unwrap();
-        response(&mut stream, false)
+        read_response(&mut stream, false)
     };
     let (status, _, body) = ask("GET /api/later HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!((status, body), (202, b"later".to_vec()));
@@ -221,7 +197,7 @@ fn a_body_sent_after_100_continue_in_pieces() {
         stream.flush().unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (status, _, body) = response(&mut stream, false);
+    let (status, _, body) = read_response(&mut stream, false);
     assert_eq!(
         (status, json_body(&body)["body"].as_str()),
         (200, Some("0123456789"))
@@ -272,4 +248,30 @@ fn curl_talks_to_the_app_with_keep_alive_and_a_large_body() {
     assert_eq!(body["body"].as_str().map(str::len), Some(900));
     // The second request reused the first's connection (0 new connects).
     assert!(rest.ends_with("404 0"), "{rest}");
+}
+
+/// The same through the C header (`tests/c-plugins/gate.c`): accept with data, refuse
+/// with 403, answer a POST; and the wrong calls it makes first are refused, not fatal.
+#[test]
+fn a_c_plugin_decides_and_answers_through_the_header() {
+    let apps = json!([{
+        "name": "gate-c",
+        "app_path": plugin("gate_c"),
+        "endpoints": [{"endpoint_id": 3, "url": "ws://127.0.0.1:{port}/*"}]
+    }]);
+    let s = Server::start(apps, json!({}));
+    let mut ws = s.connect("/c?token=good");
+    assert_eq!(text(&mut ws), "data=7 client_data=7");
+    let mut stream = s.raw();
+    let reply = raw_handshake(&mut stream, "/c?token=bad", "");
+    assert!(reply.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\nforbidden\n"), "{reply}");
+    let (status, head, body) = http(s.port, "POST", "/c/x", "", b"hello");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("X-C: 1\r\n"), "{head}");
+    // -3 invalid, -3 reserved header, -6 unknown, -3 not an upgrade, -3 bare LF.
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "POST /c/x hello | -3 -3 -6 -3 -3"
+    );
 }

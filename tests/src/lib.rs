@@ -396,6 +396,52 @@ pub fn read_http_response(stream: &mut TcpStream) -> String {
     head + &String::from_utf8_lossy(&body)
 }
 
+/// Reads one HTTP response: its status, its head, and a body of its Content-Length
+/// unless `head_only` (the answer to a HEAD request).
+pub fn read_response(stream: &mut TcpStream, head_only: bool) -> (u16, String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "EOF inside a response head"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let status = head[9..12].parse().unwrap();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0; if head_only { 0 } else { len }];
+    stream.read_exact(&mut body).unwrap();
+    (status, head, body)
+}
+
+/// One HTTP/1.1 request on a new connection to `port`: `method` and `target`, extra
+/// header lines, a body; returns the response's status, head and body.
+pub fn http(
+    port: u16,
+    method: &str,
+    target: &str,
+    headers: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    read_response(&mut stream, method == "HEAD")
+}
+
 /// One masked client frame (any opcode bits, reserved ones included).
 pub fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::new();

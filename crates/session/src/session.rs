@@ -661,6 +661,9 @@ impl Session {
         let limits = &config.limits;
         let parsed = parse_http_request(buf, limits.max_http_body).and_then(|req| {
             let req = req.ok_or(HandshakeError::Malformed("incomplete request"))?;
+            if req.head_len > limits.max_header {
+                return Err(HandshakeError::HeadersTooLarge);
+            }
             let route = config.routes.find(self.port, req.path);
             match route {
                 Some(route) if route.serves_http => Ok(req),

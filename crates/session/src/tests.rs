@@ -694,6 +694,13 @@ fn plain_requests_the_server_refuses() {
             "411",
         ),
         ("GET /nowhere HTTP/1.1\r\nHost: h\r\n\r\n", "404"),
+        (
+            &format!(
+                "GET /api/x?{} HTTP/1.1\r\nHost: h\r\n\r\n",
+                "q".repeat(9000)
+            )[..],
+            "431",
+        ),
     ] {
         let mut h = Harness::deciding(Limits::default());
         h.input(request.as_bytes());

@@ -19,7 +19,7 @@ use ringsocket_abi as abi;
 use ringsocket_proto::{CloseCode, MessageKind, RequestHead};
 use ringsocket_records::Draft;
 use ringsocket_ring::SleepState;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +46,17 @@ pub(crate) enum Written {
     Draft { worker: usize, draft: Draft },
     /// In [`HostCtx::spill`] (too large for a reservation, or the ring was full).
     Spilled,
+}
+
+/// A request waiting for its app's answer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Waiting {
+    /// The client's address.
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    /// The endpoint's id.
+    pub(crate) endpoint_id: u16,
+    /// An upgrade (else a plain request, which cannot be accepted).
+    pub(crate) upgrade: bool,
 }
 
 /// The most bytes of header lines a response may carry (the record gives them 16 bits).
@@ -85,8 +96,9 @@ pub(crate) struct HostCtx {
     pub(crate) events: Arc<EventQueue>,
     pub(crate) conf: abi::rs_conf,
     /// Requests (upgrades to decide, plain requests to answer) asked and not yet
-    /// answered or cancelled.
-    pub(crate) requests: FxHashSet<ClientId>,
+    /// answered or cancelled, with the client's address and endpoint id (an accepted
+    /// upgrade's client is known from the accept on).
+    pub(crate) requests: FxHashMap<ClientId, Waiting>,
     /// What `accept` attached to clients, from the accept until the client leaves.
     pub(crate) attached: FxHashMap<ClientId, u64>,
     /// The last upgrade or http callback returned non-zero.
@@ -427,7 +439,7 @@ impl HostCtx {
             open_head: None,
             events,
             conf,
-            requests: FxHashSet::default(),
+            requests: FxHashMap::default(),
             attached: FxHashMap::default(),
             callback_failed: false,
         }
@@ -685,11 +697,19 @@ impl HostCtx {
         Payload::Large(LargeMessage::shared(reference))
     }
 
-    /// Accepts the waiting upgrade request `request`, attaching `data` (if not 0).
+    /// Accepts the waiting upgrade request `request`, attaching `data` (if not 0). From
+    /// here the app knows the client as connected: it can send to it, subscribe it,
+    /// and gets exactly one close for it (without an open if it left before the 101).
     pub(crate) fn accept(&mut self, request: ClientId, data: u64) -> c_int {
-        if !self.requests.remove(&request) {
+        let Some(&waiting) = self.requests.get(&request) else {
             return abi::RS_ERR_NOT_FOUND;
+        };
+        if !waiting.upgrade {
+            return abi::RS_ERR_INVALID; // a plain request is answered, not accepted
         }
+        self.requests.remove(&request);
+        self.clients
+            .insert(request, waiting.peer, waiting.endpoint_id);
         if data != 0 {
             self.attached.insert(request, data);
         }
@@ -717,7 +737,7 @@ impl HostCtx {
                 return abi::RS_ERR_INVALID;
             }
         };
-        if !self.requests.remove(&request) {
+        if self.requests.remove(&request).is_none() {
             return abi::RS_ERR_NOT_FOUND;
         }
         let headers_len = headers.len() as u32;

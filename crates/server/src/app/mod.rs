@@ -16,7 +16,7 @@ use crate::plugin::Plugin;
 use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx, Requested};
 use crate::WorkerLink;
 use clients::abi_addr;
-use host::{wake_worker, Callback, HostCtx};
+use host::{wake_worker, Callback, HostCtx, Waiting};
 use periodic::Periodic;
 use ringsocket_abi as abi;
 use ringsocket_proto::{CloseCode, RequestHead};
@@ -385,19 +385,16 @@ fn dispatch(
             let client = requested.client;
             request(ctx, plugin, state, endpoints, &requested);
             ctx.set_current(ClientId(0), 0, 0);
-            if ctx.requests.contains(&client) && ctx.callback_failed {
+            if ctx.requests.contains_key(&client) && ctx.callback_failed {
                 // The callback failed and left the request unanswered.
                 ctx.respond(client, 500, b"Content-Type: text/plain\r\n", b"app error\n");
             }
             ctx.callback_failed = false;
             return;
         }
-        Inbound::Close { client, code } if !ctx.clients.contains(client) => {
-            // A request that will not be answered (its client left or it timed out), or
-            // an accepted upgrade whose client left before it opened.
-            let _ = code;
+        Inbound::Close { client, .. } if !ctx.clients.contains(client) => {
+            // A request that will not be answered (its client left or it timed out).
             ctx.requests.remove(&client);
-            ctx.attached.remove(&client);
             return;
         }
         Inbound::Close { client, code } => {
@@ -441,7 +438,13 @@ fn request(
 ) {
     let callbacks = plugin.callbacks();
     let client = requested.client;
-    ctx.requests.insert(client);
+    let endpoint_id = endpoints[usize::from(requested.endpoint.0)].endpoint_id;
+    let waiting = Waiting {
+        peer: requested.peer,
+        endpoint_id,
+        upgrade: requested.upgrade.is_some(),
+    };
+    ctx.requests.insert(client, waiting);
     let callback = match requested.upgrade {
         Some(_) => callbacks.upgrade,
         None => callbacks.http,
