@@ -18,12 +18,21 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
+        Node::start_with(json!({}))
+    }
+
+    /// A node with `extra` settings (e.g. `redis`).
+    fn start_with(extra: Value) -> Node {
         let worker = free_port();
+        let mut settings = json!({"token": TOKEN, "jwt": {"algorithm": "HS256", "secret": "abc123"},
+                                  "default_channels": ["global"]});
+        for (k, v) in extra.as_object().unwrap() {
+            settings[k] = v.clone();
+        }
         let apps = json!([{
             "name": "dsock",
             "app_path": plugin("dsock"),
-            "settings": {"token": TOKEN, "jwt": {"algorithm": "HS256", "secret": "abc123"},
-                         "default_channels": ["global"]},
+            "settings": settings,
             "endpoints": [
                 {"endpoint_id": 1, "url": "http://127.0.0.1:{port}/*"},
                 {"endpoint_id": 2, "url": format!("ws://127.0.0.1:{worker}/*")}
@@ -477,4 +486,221 @@ fn fifty_concurrent_connects_with_one_claim_and_exactly_one_wins() {
     );
     let (_, info) = node.api("GET", "/info?user=race", b"");
     assert_eq!(info["connections"].as_array().unwrap().len(), 1, "{info}");
+}
+
+/// A `redis-server` of the test's own, on a free port, without persistence; killed
+/// when dropped. It can be stopped and started again on the same port.
+struct Redis {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        self.child = Some(child);
+        poll_until("redis-server accepts connections", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+    }
+
+    /// How many clients listen on pub/sub `channel` (`PUBSUB NUMSUB`, through redis-cli).
+    fn subscribers(&self, channel: &str) -> u64 {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "PUBSUB", "NUMSUB", channel])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Two nodes on one Redis, ready (each has told its API that Redis is up).
+fn two_nodes(redis: &Redis, ttl_s: u64) -> (Node, Node) {
+    let settings = json!({"redis": {"url": redis.url(), "ttl_s": ttl_s}});
+    let (a, b) = (
+        Node::start_with(settings.clone()),
+        Node::start_with(settings),
+    );
+    for node in [&a, &b] {
+        poll_until("the node reaches Redis", || {
+            node.api("GET", "/info?user=nobody", b"").0 == 200
+        });
+    }
+    (a, b)
+}
+
+#[test]
+fn nodes_share_claims_sends_info_and_channels_through_redis() {
+    let redis = Redis::start();
+    let (a, b) = two_nodes(&redis, 30);
+    // A claim made on A connects on B (once).
+    let id = claim(&a, "user=7&channels=c1")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut on_b = b.connect_ws(&format!("claim={id}"));
+    assert_eq!(
+        code(a.connect(&format!("claim={id}")).err().unwrap()),
+        (400, "MISSING_CLAIM".into())
+    );
+    // A client of A's own, by JWT.
+    let token = jwt(
+        json!({"sub": "7", "sid": "s", "exp": 2_147_485_546u64}),
+        "abc123",
+    );
+    let mut on_a = a.connect_ws(&format!("jwt={token}"));
+    // /info on either node shows both connections, with their nodes.
+    poll_until("both connections are in /info", || {
+        a.api("GET", "/info?user=7", b"").1["connections"]
+            .as_array()
+            .map(Vec::len)
+            == Some(2)
+    });
+    let (_, info) = b.api("GET", "/info?user=7", b"");
+    let workers: std::collections::HashSet<_> = info["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["worker"].clone())
+        .collect();
+    assert_eq!(workers.len(), 2, "{info}");
+    // A send through A reaches B's client, and A's; in order.
+    for i in 0..20 {
+        assert_eq!(
+            a.api("POST", "/send?user=7&type=text", format!("m{i}").as_bytes())
+                .0,
+            200
+        );
+    }
+    for ws in [&mut on_a, &mut on_b] {
+        for i in 0..20 {
+            assert_eq!(text_of(ws), Message::text(format!("m{i}")));
+        }
+    }
+    // A channel spans nodes: subscribe through B, send through A.
+    assert_eq!(b.api("POST", "/channel/subscribe/room?user=7", b"").0, 200);
+    assert_eq!(
+        a.api("POST", "/send?channel=room&type=text", b"to room").0,
+        200
+    );
+    assert_eq!(text_of(&mut on_a), Message::text("to room"));
+    assert_eq!(text_of(&mut on_b), Message::text("to room"));
+    // A session narrows across nodes; a disconnect through B closes A's client.
+    assert_eq!(b.api("POST", "/disconnect?user=7&session=s", b"").0, 200);
+    match on_a.read() {
+        Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected a close 1000, got {other:?}"),
+    }
+    assert_eq!(a.api("POST", "/send?user=7&type=text", b"still").0, 200);
+    assert_eq!(text_of(&mut on_b), Message::text("still"));
+}
+
+#[test]
+fn a_killed_node_leaves_info_within_its_ttl() {
+    let redis = Redis::start();
+    let (a, mut b) = two_nodes(&redis, 3);
+    let id = claim(&a, "user=k")["id"].as_str().unwrap().to_string();
+    let _client = b.connect_ws(&format!("claim={id}"));
+    poll_until("B's connection is in /info", || {
+        a.api("GET", "/info?user=k", b"").1["connections"]
+            .as_array()
+            .map(Vec::len)
+            == Some(1)
+    });
+    b.server.signal(libc::SIGKILL);
+    let killed = std::time::Instant::now();
+    poll_until("B's connection leaves /info", || {
+        a.api("GET", "/info?user=k", b"").1["connections"] == json!([])
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        killed.elapsed()
+    );
+    let _ = b.server.wait_exit();
+}
+
+#[test]
+fn without_redis_the_api_says_503_and_clients_stay_then_it_reconnects() {
+    let mut redis = Redis::start();
+    let (a, b) = two_nodes(&redis, 30);
+    let id = claim(&a, "user=r")["id"].as_str().unwrap().to_string();
+    let mut client = b.connect_ws(&format!("claim={id}"));
+    assert_eq!(a.api("POST", "/send?user=r&type=text", b"before").0, 200);
+    assert_eq!(text_of(&mut client), Message::text("before"));
+    redis.stop();
+    // Every call answers 503 with a clear code (the first may be the one that notices).
+    poll_until("A answers 503", || {
+        code(a.api("POST", "/send?user=r&type=text", b"lost?")) == (503, "REDIS_UNAVAILABLE".into())
+    });
+    assert_eq!(
+        code(a.api("POST", "/claim?user=r", b"")),
+        (503, "REDIS_UNAVAILABLE".into())
+    );
+    redis.restart();
+    poll_until("A reaches Redis again", || {
+        a.api("GET", "/info?user=nobody", b"").0 == 200
+    });
+    poll_until("B reaches Redis again", || {
+        b.api("GET", "/info?user=nobody", b"").0 == 200
+    });
+    // B re-registers its client, and B's listener is back on the bus.
+    poll_until("B's client is in /info again", || {
+        a.api("GET", "/info?user=r", b"").1["connections"]
+            .as_array()
+            .map(Vec::len)
+            == Some(1)
+    });
+    // Both listeners are back on the bus (Redis says so), so a send now reaches B.
+    poll_until("both nodes listen on the bus again", || {
+        redis.subscribers("dsock:bus") == 2
+    });
+    assert_eq!(a.api("POST", "/send?user=r&type=text", b"after").0, 200);
+    // At most once: the sends refused with 503 never arrive; "after" arrives once.
+    assert_eq!(text_of(&mut client), Message::text("after"));
+    assert_eq!(a.api("POST", "/send?user=r&type=text", b"marker").0, 200);
+    assert_eq!(text_of(&mut client), Message::text("marker"));
 }

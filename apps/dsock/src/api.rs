@@ -79,90 +79,88 @@ pub fn claim_json(c: &Claim) -> Value {
     v
 }
 
-/// `POST /claim`.
-pub fn claim(params: &Params, registry: &mut Registry, settings: &Settings, now: u64) -> Reply {
+/// `POST /claim`'s parameters as a claim (its id's uniqueness is checked where claims
+/// are stored).
+pub fn new_claim(params: &Params, settings: &Settings, now: u64) -> Result<Claim, Reply> {
     let Some(user) = params.get("user") else {
-        return fail(400, "USER_ID_REQUIRED", "User ID is required");
+        return Err(fail(400, "USER_ID_REQUIRED", "User ID is required"));
     };
     let expiration = if let Some(e) = params.get("expiration") {
         let Ok(e) = e.parse::<i64>() else {
-            return fail(
+            return Err(fail(
                 400,
                 "INVALID_EXPIRATION",
                 "Error parsing expiration (must be a integer)",
-            );
+            ));
         };
         if e < 1 {
-            return fail(
+            return Err(fail(
                 400,
                 "NEGATIVE_EXPIRATION",
                 "Can not use 0 or negative expiration",
-            );
+            ));
         }
         if (e as u64) < now {
-            return fail(400, "INVALID_EXPIRATION", "Expiration is in the past");
+            return Err(fail(400, "INVALID_EXPIRATION", "Expiration is in the past"));
         }
         e as u64
     } else if let Some(d) = params.get("duration") {
         let Ok(d) = d.parse::<i64>() else {
-            return fail(
+            return Err(fail(
                 400,
                 "INVALID_DURATION",
                 "Could not parse duration (must be a integer)",
-            );
+            ));
         };
         if d < 1 {
-            return fail(
+            return Err(fail(
                 400,
                 "NEGATIVE_DURATION",
                 "Can not use 0 or negative duration",
-            );
+            ));
         }
         now.saturating_add(d as u64)
     } else {
         now + settings.claim_ttl_s
     };
-    let id = match params.get("id") {
-        Some(id) if registry.has_claim(id) => {
-            return fail(400, "CLAIM_ID_ALREADY_USED", "Claim ID is already used")
-        }
-        Some(id) => id.to_string(),
-        None => auth::new_claim_id(),
-    };
     let channels = params
         .get("channels")
         .map(|c| c.split(',').map(str::to_string).collect())
         .unwrap_or_default();
-    let claim = Claim {
-        id,
+    Ok(Claim {
+        id: params
+            .get("id")
+            .map_or_else(auth::new_claim_id, str::to_string),
         who: Identity {
             user: user.into(),
             session: params.get("session").map(Into::into),
             channels: auth::dedup(channels),
         },
         expiration,
-    };
+    })
+}
+
+/// Stores a new claim in this node's registry (one node, no Redis).
+pub fn store_claim(claim: Claim, registry: &mut Registry) -> Reply {
+    if registry.has_claim(&claim.id) {
+        return fail(400, "CLAIM_ID_ALREADY_USED", "Claim ID is already used");
+    }
     let reply = ok(json!({"claim": claim_json(&claim)}));
     registry.add_claim(claim);
     reply
 }
 
-/// Checks a client's `/connect`: a claim (consumed) beats a JWT. Returns who it is, or
-/// the refusal.
-pub fn connect(
-    params: &Params,
-    registry: &mut Registry,
-    settings: &Settings,
-    now: u64,
-) -> Result<Identity, Reply> {
-    if let Some(id) = params.get("claim") {
-        let claim = registry.take_claim(id);
-        return match claim {
-            None => Err(fail(400, "MISSING_CLAIM", "Could not find claim")),
-            Some(c) if c.expiration < now => Err(fail(400, "EXPIRED_CLAIM", "Claim has expired")),
-            Some(c) => Ok(c.who),
-        };
+/// Checks a claim a connect presents: known, and not expired.
+pub fn check_claim(claim: Option<Claim>, now: u64) -> Result<Identity, Reply> {
+    match claim {
+        None => Err(fail(400, "MISSING_CLAIM", "Could not find claim")),
+        Some(c) if c.expiration < now => Err(fail(400, "EXPIRED_CLAIM", "Claim has expired")),
+        Some(c) => Ok(c.who),
     }
+}
+
+/// Checks a client's `/connect` by JWT (a claim is checked where claims are stored).
+pub fn connect_jwt(params: &Params, settings: &Settings) -> Result<Identity, Reply> {
     match (params.get("jwt"), &settings.jwt) {
         (Some(jwt), Some(config)) => auth::verify_jwt(jwt, config)
             .map_err(|_| fail(400, "INVALID_JWT", "Could not validate JWT")),

@@ -115,6 +115,11 @@ impl Registry {
         }
     }
 
+    /// Every connected client.
+    pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
+        self.conns.keys().copied()
+    }
+
     /// A connected client.
     pub fn connection(&self, client: ClientId) -> Option<&Connection> {
         self.conns.get(&client)

@@ -22,6 +22,30 @@ struct Raw {
     /// clients (`/connect`, `/ping`).
     #[serde(default = "default_api_endpoints")]
     api_endpoints: Vec<u16>,
+    /// Many nodes: the Redis they share.
+    #[serde(default)]
+    redis: Option<RawRedis>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRedis {
+    /// `redis://host:port/db`.
+    url: String,
+    /// Prefix of every key and of the bus channel.
+    #[serde(default = "default_prefix")]
+    prefix: String,
+    /// Seconds a node's registrations outlive its last renewal (its connections leave
+    /// `/info` this long after it dies).
+    #[serde(default = "default_ttl")]
+    ttl_s: u64,
+}
+
+fn default_prefix() -> String {
+    "dsock:".into()
+}
+fn default_ttl() -> u64 {
+    30
 }
 
 #[derive(Deserialize)]
@@ -70,6 +94,8 @@ pub struct Settings {
     pub claim_ttl_s: u64,
     /// Endpoints serving the API.
     pub api_endpoints: Vec<u16>,
+    /// The Redis the nodes share, if any.
+    pub redis: Option<crate::backplane::RedisConfig>,
 }
 
 impl Settings {
@@ -122,7 +148,23 @@ impl Settings {
         if raw.claim_ttl_s == 0 {
             return Err("settings.claim_ttl_s: must be at least 1".into());
         }
+        let redis = match raw.redis {
+            Some(r) if r.ttl_s < 3 => return Err("settings.redis.ttl_s: must be at least 3".into()),
+            Some(r) if !r.url.starts_with("redis://") => {
+                return Err(format!(
+                    "settings.redis.url: '{}' is not a redis:// URL",
+                    r.url
+                ))
+            }
+            Some(r) => Some(crate::backplane::RedisConfig {
+                url: r.url,
+                prefix: r.prefix,
+                ttl_s: r.ttl_s,
+            }),
+            None => None,
+        };
         Ok(Settings {
+            redis,
             token: raw.token,
             jwt,
             default_channels: raw.default_channels,
