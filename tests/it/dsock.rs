@@ -23,6 +23,11 @@ impl Node {
 
     /// A node with `extra` settings (e.g. `redis`).
     fn start_with(extra: Value) -> Node {
+        Node::start_with_root(extra, json!({}))
+    }
+
+    /// A node with `extra` settings and `root` keys of the server's config.
+    fn start_with_root(extra: Value, root: Value) -> Node {
         let worker = free_port();
         let mut settings = json!({"token": TOKEN, "jwt": {"algorithm": "HS256", "secret": "abc123"},
                                   "default_channels": ["global"]});
@@ -42,7 +47,9 @@ impl Node {
             {"port_number": 0, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]},
             {"port_number": worker, "is_unencrypted": true, "ip_addrs": ["127.0.0.1"]}
         ]);
-        let server = Server::start(apps, json!({"ports": ports}));
+        let mut root = root;
+        root["ports"] = ports;
+        let server = Server::start(apps, root);
         Node { server, worker }
     }
 
@@ -703,4 +710,167 @@ fn without_redis_the_api_says_503_and_clients_stay_then_it_reconnects() {
     assert_eq!(text_of(&mut client), Message::text("after"));
     assert_eq!(a.api("POST", "/send?user=r&type=text", b"marker").0, 200);
     assert_eq!(text_of(&mut client), Message::text("marker"));
+}
+
+/// dSock's README examples, as curl commands, unchanged but for host and port.
+#[test]
+fn the_dsock_readme_examples_work_through_curl() {
+    let node = Node::start_with(json!({"token": "abcxyz"}));
+    let api = format!("http://127.0.0.1:{}", node.server.port);
+    let curl = |args: &[&str]| -> Value {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .args(args)
+            .output()
+            .expect("curl is installed (.ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    // "Create a claim for a user (1) expiring in 10 seconds, with 2 channels".
+    let c = curl(&[
+        "-X",
+        "POST",
+        &format!("{api}/claim?token=abcxyz&user=1&duration=10&channels=group-1,group-2"),
+    ]);
+    assert_eq!(c["claim"]["channels"], json!(["group-1", "group-2"]), "{c}");
+    let mut one = node.connect_ws(&format!("claim={}", c["claim"]["id"].as_str().unwrap()));
+    // "... with a session (a) with a claim ID (a1b2c3) expiring at some time" (Bearer).
+    let at = (now() + 60).to_string();
+    let c = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer abcxyz",
+        &format!("{api}/claim?user=1&session=a&expiration={at}&id=a1b2c3"),
+    ]);
+    assert_eq!(
+        (c["claim"]["id"].as_str(), c["claim"]["session"].as_str()),
+        (Some("a1b2c3"), Some("a")),
+        "{c}"
+    );
+    let mut one_a = node.connect_ws("claim=a1b2c3");
+    // "Send a JSON message to a user (1)".
+    let body = r#"{"message":"Hello world!","from":"Charles"}"#;
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{api}/send?token=abcxyz&user=1&type=text"),
+            "--data-raw",
+            body
+        ]),
+        json!({"success": true})
+    );
+    for ws in [&mut one, &mut one_a] {
+        assert_eq!(text_of(ws), Message::text(body));
+    }
+    // "Send a text value to a user (1) with a session (a)".
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer abcxyz",
+        &format!("{api}/send?user=1&session=a&type=text"),
+        "--data-raw",
+        "<Cretezy> Hey!",
+    ]);
+    assert_eq!(text_of(&mut one_a), Message::text("<Cretezy> Hey!"));
+    // "Send a binary value to all clients subscribed in a channel".
+    curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer abcxyz",
+        &format!("{api}/send?channel=group-1&type=binary"),
+        "--data-binary",
+        "\u{1}\u{2}",
+    ]);
+    assert_eq!(text_of(&mut one), Message::binary(vec![1u8, 2]));
+    // "Get info for a user (1) with a session (a)".
+    let info = curl(&[&format!("{api}/info?token=abcxyz&user=1&session=a")]);
+    assert_eq!(
+        info["connections"].as_array().map(Vec::len),
+        Some(1),
+        "{info}"
+    );
+    // "Subscribe a user (1) to a channel (a)"; "Unsubscribe all clients in a channel".
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{api}/channel/subscribe/a?token=abcxyz&user=1")
+        ]),
+        json!({"success": true})
+    );
+    curl(&[
+        "-X",
+        "POST",
+        &format!("{api}/send?token=abcxyz&channel=a&type=text"),
+        "--data-raw",
+        "in a",
+    ]);
+    for ws in [&mut one, &mut one_a] {
+        assert_eq!(text_of(ws), Message::text("in a"));
+    }
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{api}/channel/unsubscribe/a?token=abcxyz&channel=a")
+        ]),
+        json!({"success": true})
+    );
+    let info = curl(&[&format!("{api}/info?token=abcxyz&channel=a")]);
+    assert_eq!(info["connections"], json!([]), "{info}");
+    // "Disconnect a user (1) with a session (a)" (the README shows /send there: a typo
+    // that gets INVALID_MESSAGE_TYPE, as in dSock), then as /disconnect.
+    let typo = curl(&[
+        "-X",
+        "POST",
+        &format!("{api}/send?token=abcxyz&user=1&session=a"),
+    ]);
+    assert_eq!(typo["errorCode"], "INVALID_MESSAGE_TYPE");
+    assert_eq!(
+        curl(&[
+            "-X",
+            "POST",
+            &format!("{api}/disconnect?token=abcxyz&user=1&session=a")
+        ]),
+        json!({"success": true})
+    );
+    assert!(matches!(one_a.read(), Ok(Message::Close(_))));
+}
+
+/// Check 23: a client that answers pings sees the server's ping (here every second),
+/// and the client's own ping moves its `lastPing` in `/info`.
+#[test]
+fn check_23_keepalive_pings_and_last_ping() {
+    let node = Node::start_with_root(json!({}), json!({"ping_interval": 1}));
+    let id = claim(&node, "user=p")["id"].as_str().unwrap().to_string();
+    let mut ws = node.connect_ws(&format!("claim={id}"));
+    let started = std::time::Instant::now();
+    assert!(
+        matches!(ws.read(), Ok(Message::Ping(_))),
+        "the server pings"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let last = |node: &Node| {
+        node.api("GET", "/info?user=p", b"").1["connections"][0]["lastPing"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = last(&node);
+    poll_until("a second passes", || now() > first);
+    ws.send(Message::Ping(b"hi".to_vec().into())).unwrap();
+    poll_until("lastPing advances after the client's ping", || {
+        last(&node) > first
+    });
 }

@@ -113,10 +113,10 @@ fn plugins_built_for_another_abi_version_are_refused() {
     let dir = TempDir::new();
     let so = c_plugin(
         &dir,
-        "v5",
-        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 5, .size = sizeof(struct rs_app_descriptor)};\n",
+        "v6",
+        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 6, .size = sizeof(struct rs_app_descriptor)};\n",
     );
-    start_fails_with(&dir, &so, &[&so, "ABI version 5", "versions 1 to 4"]);
+    start_fails_with(&dir, &so, &[&so, "ABI version 6", "versions 1 to 5"]);
     // A v4 descriptor must hold v4's fields.
     let short4 = c_plugin(
         &dir,

@@ -363,6 +363,8 @@ fn bus_header(bus: &Bus, target: &Target, node: &str) -> serde_json::Value {
 impl App for Dsock {
     const DECIDES_UPGRADES: bool = true;
     const SERVES_HTTP: bool = true;
+    /// A client's ping or pong is its `lastPing`.
+    const REPORTS_PINGS: bool = true;
     /// Every second: expired claims go; with Redis, this node's registrations are
     /// renewed every `ttl_s / 3`.
     const PERIODIC: Option<PeriodicTimer> = Some(PeriodicTimer {
@@ -456,6 +458,18 @@ impl App for Dsock {
         _msg: Message<'_>,
     ) -> Result<(), Error> {
         Ok(()) // dSock is one-way: what clients send is dropped
+    }
+
+    fn ping(&mut self, _ctx: &mut Context<'_>, client: ClientId) {
+        let now = now();
+        if self.registry.touch(client, now) {
+            if let (Some(bp), Some(conn)) = (&self.backplane, self.record(client)) {
+                bp.send(Command::Register {
+                    conns: vec![conn],
+                    now,
+                });
+            }
+        }
     }
 
     fn close(&mut self, _ctx: &mut Context<'_>, client: ClientId, _code: CloseCode) {

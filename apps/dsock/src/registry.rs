@@ -23,7 +23,7 @@ pub struct Connection {
     pub uuid: String,
     /// Who it is.
     pub who: Identity,
-    /// Unix seconds of the connect (or the last sign of life the app saw).
+    /// Unix seconds of the connect or of its last ping or pong.
     pub last_ping: u64,
 }
 
@@ -118,6 +118,18 @@ impl Registry {
     /// Every connected client.
     pub fn clients(&self) -> impl Iterator<Item = ClientId> + '_ {
         self.conns.keys().copied()
+    }
+
+    /// A connected client showed a sign of life at `now`; returns whether `lastPing`
+    /// moved (it counts whole seconds).
+    pub fn touch(&mut self, client: ClientId, now: u64) -> bool {
+        match self.conns.get_mut(&client) {
+            Some(c) if c.last_ping != now => {
+                c.last_ping = now;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A connected client.

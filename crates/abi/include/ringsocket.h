@@ -1,10 +1,10 @@
 /*
  * ringsocket.h: the C ABI between the ringsocket server and its app plugins.
  *
- * ABI version 4 (additive: every struct of an earlier version keeps its layout and
- * gains fields at its end; ringsocket loads plugins of versions 1 to 4; version 2 added
+ * ABI version 5 (additive: every struct of an earlier version keeps its layout and
+ * gains fields at its end; ringsocket loads plugins of versions 1 to 5; version 2 added
  * metadata, writers, timers and events, version 3 topics, version 4 upgrade decisions
- * and plain HTTP answers). A plugin is a shared object
+ * and plain HTTP answers, version 5 the ping callback). A plugin is a shared object
  * that defines one descriptor symbol, `ringsocket_plugin`, with RS_APP(...). The server
  * checks its magic and version before reading anything else, and refuses a plugin
  * built for a version it does not know, naming both versions.
@@ -37,7 +37,7 @@ extern "C" {
 /* "RSAP": the first four bytes of every descriptor. */
 #define RS_ABI_MAGIC 0x52534150u
 /* The ABI version this header describes. */
-#define RS_ABI_VERSION 4u
+#define RS_ABI_VERSION 5u
 
 /* Message kinds. Text messages are always valid UTF-8, both ways. */
 #define RS_BIN 0u
@@ -223,6 +223,8 @@ typedef int (*rs_event_cb)(rs_t *rs, void *state, const uint8_t *data, size_t le
 typedef int (*rs_periodic_cb)(rs_t *rs, void *state);
 /* v4: */
 typedef int (*rs_request_cb)(rs_t *rs, void *state, const struct rs_request *req);
+/* v5: */
+typedef int (*rs_ping_cb)(rs_t *rs, void *state, uint64_t client_id);
 
 /* The descriptor a plugin exports as `ringsocket_plugin`. Any callback may be NULL. */
 struct rs_app_descriptor {
@@ -246,6 +248,8 @@ struct rs_app_descriptor {
     /* v4: */
     rs_request_cb upgrade; /* decides each upgrade before the 101 (else all are accepted) */
     rs_request_cb http;    /* answers plain HTTP requests on the app's endpoints */
+    /* v5: */
+    rs_ping_cb ping;       /* a client sent a ping or a pong (only reported to apps with it) */
 };
 
 #define RS_APP_SYMBOL ringsocket_plugin

@@ -21,8 +21,9 @@ use std::ffi::{c_char, c_int, c_void};
 /// `"RSAP"`: the first four bytes of every descriptor.
 pub const RS_ABI_MAGIC: u32 = 0x5253_4150;
 /// The ABI version this crate describes (2 added metadata, writers, timers and events;
-/// 3 added topics; 4 added upgrade decisions and plain HTTP answers).
-pub const RS_ABI_VERSION: u32 = 4;
+/// 3 added topics; 4 added upgrade decisions and plain HTTP answers; 5 the ping
+/// callback).
+pub const RS_ABI_VERSION: u32 = 5;
 /// The oldest ABI version the server still loads.
 pub const RS_ABI_MIN_VERSION: u32 = 1;
 /// The size of a version-1 descriptor: the prefix of [`rs_app_descriptor`] up to and
@@ -31,6 +32,9 @@ pub const V1_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, ev
 /// The size of a version-2 or -3 descriptor: the prefix of [`rs_app_descriptor`] up
 /// to and including `periodic_max_us`.
 pub const V2_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, upgrade);
+/// The size of a version-4 descriptor: the prefix of [`rs_app_descriptor`] up to and
+/// including `http`.
+pub const V4_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, ping);
 /// The symbol a plugin exports its descriptor under (NUL-terminated for `dlsym`).
 pub const DESCRIPTOR_SYMBOL: &[u8] = b"ringsocket_plugin\0";
 /// The symbol the original C RingSocket's apps export; used to explain a refusal.
@@ -369,6 +373,8 @@ pub type rs_destroy_cb = unsafe extern "C" fn(*mut c_void);
 pub type rs_event_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const u8, usize) -> c_int;
 /// `periodic(rs, state) -> RS_TIMER_*` (v2).
 pub type rs_periodic_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void) -> c_int;
+/// `ping(rs, state, client_id)` (v5).
+pub type rs_ping_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, u64) -> c_int;
 /// `upgrade(rs, state, request)` / `http(rs, state, request)` (v4).
 pub type rs_request_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const rs_request) -> c_int;
 
@@ -413,6 +419,9 @@ pub struct rs_app_descriptor {
     pub upgrade: Option<rs_request_cb>,
     /// v4: answers plain HTTP requests on the app's endpoints (`respond`, now or later).
     pub http: Option<rs_request_cb>,
+    /// v5: a client sent a ping or a pong (it is alive); without it, they are not
+    /// reported.
+    pub ping: Option<rs_ping_cb>,
 }
 
 // SAFETY: a descriptor is immutable data (a name pointer to static bytes and function

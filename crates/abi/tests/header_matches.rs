@@ -225,7 +225,8 @@ fn c_header_and_rust_mirror_agree() {
         periodic_incr_us,
         periodic_max_us,
         upgrade,
-        http
+        http,
+        ping
     }));
     compare(V2, &checks);
 }

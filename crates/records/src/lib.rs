@@ -265,6 +265,11 @@ pub enum Inbound<'a> {
     },
     /// A request for the app to decide or answer (boxed, like an open).
     Request(Box<Requested<'a>>),
+    /// The client sent a ping or a pong (only for apps that asked to hear of them).
+    Ping {
+        /// The client.
+        client: ClientId,
+    },
 }
 
 /// What an [`Inbound::Request`] asks.
@@ -363,6 +368,7 @@ const IN_OPEN: u8 = 1;
 const IN_MESSAGE: u8 = 2;
 const IN_CLOSE: u8 = 3;
 const IN_REQUEST: u8 = 4;
+const IN_PING: u8 = 5;
 const IN_HEADER: usize = 16;
 
 impl Inbound<'_> {
@@ -389,6 +395,7 @@ impl Inbound<'_> {
                 payload: payload.into_owned(),
             },
             Inbound::Close { client, code } => Inbound::Close { client, code },
+            Inbound::Ping { client } => Inbound::Ping { client },
             Inbound::Request(r) => Inbound::Request(Box::new(Requested {
                 client: r.client,
                 endpoint: r.endpoint,
@@ -422,6 +429,7 @@ impl Inbound<'_> {
             }
             Inbound::Open(o) => o.encode(out),
             Inbound::Request(r) => r.encode(out),
+            Inbound::Ping { client } => write_in_header(out, IN_PING, 0, false, 0, *client),
             Inbound::Close { client, code } => {
                 write_in_header(out, IN_CLOSE, 0, false, u32::from(code.0), *client)
             }
@@ -435,7 +443,7 @@ impl Inbound<'_> {
             Inbound::Message { payload, .. } => payload.hand_over(),
             Inbound::Open(o) => o.head.hand_over(),
             Inbound::Request(r) => r.bytes.hand_over(),
-            Inbound::Close { .. } => {}
+            Inbound::Close { .. } | Inbound::Ping { .. } => {}
         }
     }
 
@@ -466,7 +474,7 @@ impl Inbound<'_> {
                 Inbound::Message { payload, .. } => payload.wire_len(),
                 Inbound::Open(o) => PEER_WIRE + o.head.wire_len(),
                 Inbound::Request(r) => PEER_WIRE + r.bytes.wire_len(),
-                Inbound::Close { .. } => 0,
+                Inbound::Close { .. } | Inbound::Ping { .. } => 0,
             }
     }
 
@@ -500,6 +508,7 @@ impl Inbound<'_> {
                     bytes: unsafe { Payload::read(rec[2] != 0, &rec[IN_HEADER + PEER_WIRE..]) },
                 }))
             }
+            IN_PING => Inbound::Ping { client },
             IN_MESSAGE => Inbound::Message {
                 client,
                 endpoint: EndpointIndex(arg as u16),

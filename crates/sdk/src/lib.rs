@@ -241,6 +241,8 @@ pub trait App: Sized + 'static {
     const DECIDES_UPGRADES: bool = false;
     /// The app answers plain HTTP requests on its endpoints in [`App::http`].
     const SERVES_HTTP: bool = false;
+    /// The app hears of clients' pings and pongs in [`App::ping`].
+    const REPORTS_PINGS: bool = false;
 
     /// Builds the app from the `settings` JSON of its `apps[]` entry (`null` if none).
     ///
@@ -299,6 +301,9 @@ pub trait App: Sized + 'static {
         client: ClientId,
         msg: Message<'_>,
     ) -> Result<(), Error>;
+
+    /// A client sent a ping or a pong (with [`App::REPORTS_PINGS`]): it is alive.
+    fn ping(&mut self, _ctx: &mut Context<'_>, _client: ClientId) {}
 
     /// A client is gone; `code` is its close code (1005: none given, 1006: abnormal).
     fn close(&mut self, _ctx: &mut Context<'_>, _client: ClientId, _code: CloseCode) {}
@@ -534,6 +539,19 @@ unsafe extern "C" fn close_shim<A: App>(
     })
 }
 
+unsafe extern "C" fn ping_shim<A: App>(
+    rs: *mut abi::rs_t,
+    state: *mut c_void,
+    client: u64,
+) -> c_int {
+    guard(rs, "ping callback", || {
+        // SAFETY: `rs` is the live handle and `state` the app's.
+        let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
+        app.ping(&mut ctx, ClientId(client));
+        Ok(())
+    })
+}
+
 unsafe extern "C" fn timer_shim<A: App>(rs: *mut abi::rs_t, state: *mut c_void) -> c_int {
     guard(rs, "timer callback", || {
         // SAFETY: `rs` is the live handle and `state` the app's.
@@ -626,6 +644,11 @@ pub const fn descriptor<A: App>(name: &'static std::ffi::CStr) -> abi::rs_app_de
         },
         http: if A::SERVES_HTTP {
             Some(request_shim::<A>)
+        } else {
+            None
+        },
+        ping: if A::REPORTS_PINGS {
+            Some(ping_shim::<A>)
         } else {
             None
         },

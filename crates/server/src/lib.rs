@@ -203,7 +203,9 @@ impl Prepared {
                 let (out_tx, out_rx) = outbound_ring(plan.outbound_ring, plan.large_in_flight);
                 inbound.push(in_rx);
                 outbound.push(out_tx);
-                inboxes[w].push(worker::AppInbox::new(in_tx, sleep.clone()));
+                let mut inbox = worker::AppInbox::new(in_tx, sleep.clone());
+                inbox.reports_pings = plugins[a].callbacks().ping.is_some();
+                inboxes[w].push(inbox);
                 outboxes[w].push(out_rx);
             }
             let wiring = app::AppWiring {

@@ -104,6 +104,8 @@ pub struct Callbacks {
     pub upgrade: Option<abi::rs_request_cb>,
     /// v4: answers plain HTTP requests.
     pub http: Option<abi::rs_request_cb>,
+    /// v5: hears of clients' pings and pongs.
+    pub ping: Option<abi::rs_ping_cb>,
 }
 
 /// A loaded plugin. The library stays loaded as long as this value lives, and the
@@ -184,6 +186,7 @@ impl Plugin {
         let expected = match version {
             1 => abi::V1_DESCRIPTOR_SIZE,
             2 | 3 => abi::V2_DESCRIPTOR_SIZE,
+            4 => abi::V4_DESCRIPTOR_SIZE,
             _ => std::mem::size_of::<abi::rs_app_descriptor>(),
         };
         if size < expected {
@@ -232,6 +235,7 @@ unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Call
             periodic_spec: None,
             upgrade: None,
             http: None,
+            ping: None,
         };
         if version >= 2 {
             c.event = addr_of!((*d).event).read_unaligned();
@@ -245,6 +249,9 @@ unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Call
         if version >= 4 {
             c.upgrade = addr_of!((*d).upgrade).read_unaligned();
             c.http = addr_of!((*d).http).read_unaligned();
+        }
+        if version >= 5 {
+            c.ping = addr_of!((*d).ping).read_unaligned();
         }
         c
     }

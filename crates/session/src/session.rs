@@ -122,6 +122,8 @@ pub trait AppEvents {
     fn refused(&mut self, _error: &HandshakeError) {}
     /// The client broke the protocol (for logging; [`AppEvents::close`] follows).
     fn protocol_error(&mut self, _error: &ProtocolError) {}
+    /// An open client sent a ping or a pong: it is alive.
+    fn alive(&mut self) {}
 }
 
 /// What an [`AppEvents::request`] asks of the app.
@@ -839,6 +841,7 @@ impl Session {
                     if self.phase != Phase::Open {
                         continue;
                     }
+                    app.alive();
                     // A client that pings without reading the pongs gets the same cap
                     // as app messages.
                     let pong = Frame::new(Opcode::Pong, payload);
@@ -849,6 +852,7 @@ impl Session {
                     }
                     self.release_when_drained |= idle_output;
                 }
+                Event::Pong(_) if self.phase == Phase::Open => app.alive(),
                 Event::Pong(_) => {}
                 Event::Close(close) => {
                     if self.phase == Phase::Open {

@@ -12,6 +12,7 @@ enum Seen {
     /// its head's first line and its body.
     Request(Option<Option<usize>>, String, Vec<u8>),
     Cancelled,
+    Alive,
     Message(MessageKind, Vec<u8>),
     Close(u16),
 }
@@ -40,6 +41,9 @@ impl AppEvents for App {
     }
     fn cancelled(&mut self) {
         self.seen.push(Seen::Cancelled);
+    }
+    fn alive(&mut self) {
+        self.seen.push(Seen::Alive);
     }
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
         self.seen
@@ -430,7 +434,7 @@ fn pong_keeps_the_connection() {
     // The next ping is due a full interval after the pong.
     assert_eq!(h.run_to_deadline(), Duration::from_secs(30));
     assert_eq!(frames(&h.take_written()), [(0x9, vec![])]);
-    assert!(h.app.seen.is_empty());
+    assert_eq!(h.app.seen, [Seen::Alive], "only the pong's sign of life");
     // A connection that only exchanges pings holds no buffer between them...
     assert_eq!(h.session.held(), 0);
     // ...while one that carries messages keeps its (small) buffer.
@@ -474,7 +478,11 @@ fn idle_timeout_closes_with_1001() {
         }
         h.frame(0xA, &[]);
     }
-    assert_eq!(h.app.seen, [Seen::Close(1001)]);
+    // The pongs told the app the client is alive; then the idle close.
+    assert_eq!(h.app.seen.last(), Some(&Seen::Close(1001)));
+    assert!(h.app.seen[..h.app.seen.len() - 1]
+        .iter()
+        .all(|s| *s == Seen::Alive));
     let written = frames(&h.take_written());
     assert_eq!(
         written.last().unwrap(),
@@ -728,4 +736,16 @@ fn an_unanswered_request_gets_504_and_a_connection_close() {
     let written = String::from_utf8(h.take_written()).unwrap();
     assert!(written.starts_with("HTTP/1.1 504 "), "{written}");
     assert!(written.contains("Connection: close"), "{written}");
+}
+
+#[test]
+fn a_clients_pings_and_pongs_tell_the_app_it_is_alive() {
+    let mut h = Harness::open(Limits::default());
+    h.frame(0x9, b"p");
+    h.frame(0xA, b"");
+    assert_eq!(h.app.seen, [Seen::Alive, Seen::Alive]);
+    assert!(
+        h.take_written().ends_with(&[0x8A, 1, b'p']),
+        "the ping is answered"
+    );
 }

@@ -36,6 +36,8 @@ pub(crate) enum Callback {
     Event,
     /// The upgrade or http callback (v4).
     Request,
+    /// The ping callback (v5).
+    Ping,
 }
 
 /// Where the message being written (`rs_w_*`) lives.

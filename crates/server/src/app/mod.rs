@@ -392,6 +392,24 @@ fn dispatch(
             ctx.callback_failed = false;
             return;
         }
+        Inbound::Ping { client } => {
+            let endpoint_id = ctx.clients.endpoint_of(client);
+            ctx.set_current(client, endpoint_id, 0);
+            if let (Some(ping), true) = (callbacks.ping, ctx.clients.contains(client)) {
+                ctx.callback = Callback::Ping;
+                // SAFETY: the ping callback with a live handle and state.
+                let status = unsafe { ping(rs, state, client.0) };
+                if status != 0 {
+                    log::warn!(
+                        "app {}: ping callback failed with status {status}",
+                        config.name
+                    );
+                }
+            }
+            ctx.callback = Callback::None;
+            ctx.set_current(ClientId(0), 0, 0);
+            return;
+        }
         Inbound::Close { client, .. } if !ctx.clients.contains(client) => {
             // A request that will not be answered (its client left or it timed out).
             ctx.requests.remove(&client);

@@ -167,6 +167,15 @@ impl AppEvents for ToApp<'_> {
         );
     }
 
+    fn alive(&mut self) {
+        let inbox = &mut self.inboxes[self.app.index()];
+        if inbox.reports_pings {
+            inbox.push(Inbound::Ping {
+                client: self.client,
+            });
+        }
+    }
+
     fn close(&mut self, code: CloseCode) {
         self.closed = true;
         self.inboxes[self.app.index()].push(Inbound::Close {

@@ -17,6 +17,8 @@ pub(crate) struct AppInbox {
     pub(crate) sleep: Arc<SleepState>,
     /// Messages larger than this go to the app as a heap buffer, not inline.
     pub(crate) inline_max: usize,
+    /// The app has a ping callback: clients' pings and pongs are passed on.
+    pub(crate) reports_pings: bool,
     /// Records waiting for room, oldest first. While non-empty, everything for this app
     /// goes here, and its connections are not read.
     backlog: VecDeque<Inbound<'static>>,
@@ -34,6 +36,7 @@ impl AppInbox {
     pub(crate) fn new(ring: InboundTx, sleep: Arc<SleepState>) -> AppInbox {
         AppInbox {
             inline_max: ring.inline_max(),
+            reports_pings: false,
             ring,
             sleep,
             backlog: VecDeque::new(),
