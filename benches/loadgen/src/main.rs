@@ -15,6 +15,11 @@
 //! * `idle`: C idle connections spread over several 127.0.0.x source addresses; reports
 //!   the server's RSS growth per connection.
 //! * `handshakes`: C concurrent connect → upgrade → reset loops; reports upgrades/s.
+//! * `push`: C clients of `apps/dsock` (each with its own JWT: user `uI`, channel
+//!   `cI mod N`), spread over `--addr` and `--addr2` (a second node), and `--api-conns`
+//!   keep-alive HTTP connections to `--api` sending `POST /send` to a user or a channel
+//!   (`--target`), as fast as answers come or at `--rate`; reports API sends/s,
+//!   deliveries/s, send → client latency and reorders (which must be 0).
 //!
 //! With `--raw` the echo scenario speaks plain TCP (no handshake, no framing): the floor.
 //! Server figures come from `/proc/PID` of `--server-pid`. The result is one JSON line on
@@ -36,6 +41,7 @@ enum Scenario {
     Topics,
     Idle,
     Handshakes,
+    Push,
 }
 
 /// WebSocket load generator (loopback only).
@@ -81,7 +87,33 @@ struct Args {
     /// Give up after this many seconds whatever happens.
     #[arg(long, default_value_t = 120.0)]
     timeout: f64,
+    /// `push`: the HTTP API's address.
+    #[arg(long, default_value = "127.0.0.1:6241")]
+    api: SocketAddr,
+    /// `push`: a second node's client address (clients alternate between the two).
+    #[arg(long)]
+    addr2: Option<SocketAddr>,
+    /// `push`: whom each send targets.
+    #[arg(long, value_enum, default_value_t = push::Target::User)]
+    target: push::Target,
+    /// `push`: channels the clients are spread over.
+    #[arg(long, default_value_t = 100)]
+    channels: usize,
+    /// `push`: keep-alive HTTP connections sending.
+    #[arg(long, default_value_t = 16)]
+    api_conns: usize,
+    /// `push`: sends per second in total (0: as fast as answers come).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// `push`: the API token.
+    #[arg(long, default_value = "bench")]
+    token: String,
+    /// `push`: the HS256 secret the clients' JWTs are signed with.
+    #[arg(long, default_value = "bench")]
+    jwt_secret: String,
 }
+
+mod push;
 
 /// Counts of everything that went wrong, by kind.
 #[derive(Default)]
@@ -199,6 +231,8 @@ struct Conn {
     sent: VecDeque<Instant>,
     /// Next expected sequence number (fanout subscribers).
     expect_seq: u64,
+    /// This connection's own upgrade request (else the load's).
+    request: Option<Vec<u8>>,
 }
 
 impl Conn {
@@ -212,6 +246,7 @@ impl Conn {
             out_pos: 0,
             sent: VecDeque::new(),
             expect_seq: 0,
+            request: None,
         }
     }
 }
@@ -347,7 +382,8 @@ impl Load {
                 Ok(_) if raw => conn.state = State::Open,
                 Ok(_) => {
                     conn.state = State::Upgrading;
-                    let _ = conn.stream.write_all(&self.request);
+                    let request = conn.request.as_deref().unwrap_or(&self.request);
+                    let _ = conn.stream.write_all(request);
                 }
                 Err(e) if e.kind() == ErrorKind::NotConnected => return,
                 Err(_) => {
@@ -1005,6 +1041,7 @@ fn main() {
         Scenario::Topics => topics(&mut load),
         Scenario::Idle => idle(&mut load),
         Scenario::Handshakes => handshakes(&mut load),
+        Scenario::Push => push::push(&mut load),
     };
     println!("{result}");
     eprintln!("rs-loadgen: {}", load.errors.summary());
