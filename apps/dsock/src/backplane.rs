@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// How long one Redis call may take before the connection counts as lost.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most publishes sent to Redis in one pipeline.
+const MAX_BATCH: usize = 256;
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -257,6 +259,26 @@ impl Commander {
             // Reconnect in the background while idle, so that the app learns Redis is
             // back without a request having to fail first.
             match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(Command::Publish { frame, request }) => {
+                    // Publishes queued behind this one go to Redis in one pipeline, in
+                    // order: one round trip for the lot instead of one each.
+                    let mut batch = vec![(frame, request)];
+                    let mut next = None;
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Command::Publish { frame, request }) => batch.push((frame, request)),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.publish(batch);
+                    if let Some(command) = next {
+                        self.handle(command);
+                    }
+                }
                 Ok(command) => self.handle(command),
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.connection();
@@ -317,18 +339,7 @@ impl Commander {
     fn handle(&mut self, command: Command) {
         let events = self.events;
         match command {
-            Command::Publish { frame, request } => {
-                let channel = format!("{}bus", self.config.prefix);
-                let done = self.with(|con, _| con.publish::<_, _, i64>(&channel, &frame));
-                if let Some(request) = request {
-                    let reply = if done.is_some() {
-                        ok(json!({}))
-                    } else {
-                        unavailable()
-                    };
-                    answer(&events, request, &reply);
-                }
-            }
+            Command::Publish { frame, request } => self.publish(vec![(frame, request)]),
             Command::CreateClaim { claim, request } => {
                 let created = self.with(|con, cfg| {
                     let key = format!("{}claim:{}", cfg.prefix, claim.id);
@@ -476,6 +487,29 @@ impl Commander {
                     })
                     .unwrap_or_else(unavailable);
                 answer(&events, request, &reply);
+            }
+        }
+    }
+
+    /// Publishes bus frames in one pipeline, in order, and answers their requests with
+    /// 200, or 503 if Redis did not take them.
+    fn publish(&mut self, batch: Vec<(Vec<u8>, Option<u64>)>) {
+        let channel = format!("{}bus", self.config.prefix);
+        let done = self.with(|con, _| {
+            let mut pipe = redis::pipe();
+            for (frame, _) in &batch {
+                pipe.publish(&channel, frame);
+            }
+            pipe.query::<Vec<i64>>(con)
+        });
+        for (_, request) in batch {
+            if let Some(request) = request {
+                let reply = if done.is_some() {
+                    ok(json!({}))
+                } else {
+                    unavailable()
+                };
+                answer(&self.events, request, &reply);
             }
         }
     }
