@@ -19,6 +19,7 @@
 
 use crate::api::{claim_json, fail, ok, Reply};
 use crate::registry::{Claim, Identity, Target};
+use crate::settings::RedisConfig;
 use crate::wire;
 use redis::Commands;
 use ringsocket_sdk::EventSender;
@@ -77,17 +78,6 @@ pub struct ConnRecord {
     pub who: Identity,
     /// Unix seconds of its last sign of life.
     pub last_ping: u64,
-}
-
-/// Where Redis is and how its keys are named.
-#[derive(Clone)]
-pub struct RedisConfig {
-    /// `redis://host:port/db`.
-    pub url: String,
-    /// Prefix of every key and of the bus channel.
-    pub prefix: String,
-    /// Seconds a node's registrations outlive its last renewal.
-    pub ttl_s: u64,
 }
 
 /// The app thread's handle on the two threads.

@@ -72,6 +72,17 @@ fn default_leeway() -> u64 {
     5
 }
 
+/// Where Redis is and how its keys are named.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prefix of every key and of the bus channel.
+    pub prefix: String,
+    /// Seconds a node's registrations outlive its last renewal.
+    pub ttl_s: u64,
+}
+
 /// How JWTs are verified: one pinned algorithm and its key.
 pub struct JwtConfig {
     /// The only algorithm accepted (a token's own `alg` never chooses).
@@ -95,7 +106,7 @@ pub struct Settings {
     /// Endpoints serving the API.
     pub api_endpoints: Vec<u16>,
     /// The Redis the nodes share, if any.
-    pub redis: Option<crate::backplane::RedisConfig>,
+    pub redis: Option<RedisConfig>,
 }
 
 impl Settings {
@@ -156,7 +167,7 @@ impl Settings {
                     r.url
                 ))
             }
-            Some(r) => Some(crate::backplane::RedisConfig {
+            Some(r) => Some(RedisConfig {
                 url: r.url,
                 prefix: r.prefix,
                 ttl_s: r.ttl_s,
