@@ -107,6 +107,33 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
+    /// A connection just accepted: waiting for its upgrade request, known to no app.
+    pub(crate) fn accepted(
+        stream: TcpStream,
+        tls: Option<Box<rustls::ServerConnection>>,
+        session: Session,
+        serial: u32,
+        ip_slot: Option<IpSlot>,
+    ) -> Conn {
+        Conn {
+            stream,
+            tls,
+            session,
+            serial,
+            id: ClientId(0),
+            app: AppIndex(0),
+            endpoint: EndpointIndex(0),
+            app_slot: None,
+            pending: LazyVec::default(),
+            dirty: false,
+            read_blocked: false,
+            just_opened: false,
+            timer_at: None,
+            accounted: 0,
+            ip_slot,
+        }
+    }
+
     /// Heap bytes its buffers hold now.
     pub(crate) fn held(&self) -> usize {
         self.session.held() + self.pending.capacity()
@@ -201,23 +228,8 @@ mod tests {
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, _) = listener.accept().unwrap();
         let limits = ringsocket_session::Limits::default();
-        let conn = Conn {
-            stream: TcpStream::from_std(stream),
-            tls: None,
-            session: Session::new(80, Tick::from_millis(1), &limits),
-            serial: 0,
-            id: ClientId(0),
-            app: AppIndex(0),
-            endpoint: EndpointIndex(0),
-            app_slot: None,
-            pending: LazyVec::default(),
-            dirty: false,
-            read_blocked: false,
-            just_opened: false,
-            timer_at: None,
-            accounted: 0,
-            ip_slot: None,
-        };
+        let session = Session::new(80, Tick::from_millis(1), &limits);
+        let conn = Conn::accepted(TcpStream::from_std(stream), None, session, 0, None);
         (conn, peer)
     }
 

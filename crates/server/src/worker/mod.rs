@@ -27,9 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 use outbound::{Apply, Budget};
 use ringsocket_proto::handshake::HandshakeError;
 use ringsocket_proto::CloseCode;
-use ringsocket_session::{
-    AppIndex, Drained, EndpointIndex, Epoch, LazyVec, Session, SessionConfig, Tick,
-};
+use ringsocket_session::{AppIndex, Drained, Epoch, Session, SessionConfig, Tick};
 use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::io::{ErrorKind, Write};
@@ -564,23 +562,8 @@ impl Worker {
         }
         let serial = self.next_serial;
         self.next_serial = self.next_serial.wrapping_add(1);
-        entry.insert(Conn {
-            stream,
-            tls,
-            session: Session::new(port, self.tick, &self.config.limits),
-            serial,
-            id: ClientId(0),
-            app: AppIndex(0),
-            endpoint: EndpointIndex(0),
-            app_slot: None,
-            pending: LazyVec::default(),
-            dirty: false,
-            read_blocked: false,
-            just_opened: false,
-            timer_at: None,
-            accounted: 0,
-            ip_slot,
-        });
+        let session = Session::new(port, self.tick, &self.config.limits);
+        entry.insert(Conn::accepted(stream, tls, session, serial, ip_slot));
         self.settle(key);
         log::trace!("worker {}: accepted {addr} as {key}", self.index);
     }
