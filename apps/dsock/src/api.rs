@@ -179,9 +179,9 @@ pub fn info(target: &Target, registry: &Registry, node: &str, now: u64) -> Reply
         .into_iter()
         .filter_map(|c| registry.connection(c))
         .map(|c| {
-            let mut v = json!({"id": c.uuid, "worker": node, "lastPing": c.last_ping,
-                               "user": c.who.user, "channels": c.who.channels});
-            if let Some(s) = &c.who.session {
+            let mut v = json!({"id": c.uuid.to_string(), "worker": node, "lastPing": c.last_ping,
+                               "user": &*c.user, "channels": c.channels.iter().map(|c| &**c).collect::<Vec<_>>()});
+            if let Some(s) = &c.session {
                 v["session"] = json!(s);
             }
             v

@@ -89,8 +89,8 @@ impl Dsock {
     fn record(&self, client: ClientId) -> Option<ConnRecord> {
         let c = self.registry.connection(client)?;
         Some(ConnRecord {
-            uuid: c.uuid.clone(),
-            who: c.who.clone(),
+            uuid: c.uuid.to_string(),
+            who: c.who(),
             last_ping: c.last_ping,
         })
     }
@@ -141,10 +141,11 @@ impl Dsock {
                 on,
             })
         };
+        // A send's type is checked below, after the target (dSock's order of errors).
+        let send_type = api::message_type(params);
         let bus = match path {
-            // The type is checked below, after the target.
             "/send" => Some(Bus::Send {
-                text: api::message_type(params).unwrap_or(false),
+                text: send_type.unwrap_or(false),
             }),
             "/disconnect" => Some(Bus::Disconnect),
             _ => channel("/channel/subscribe/", true)
@@ -171,7 +172,7 @@ impl Dsock {
             };
         };
         match &bus {
-            Bus::Send { .. } if api::message_type(params).is_none() => {
+            Bus::Send { .. } if send_type.is_none() => {
                 let why = "Invalid message type, must be text or binary";
                 return Some(fail(400, "INVALID_MESSAGE_TYPE", why));
             }
@@ -329,14 +330,9 @@ impl Dsock {
         who.channels = auth::dedup(std::mem::take(&mut who.channels));
         ctx.accept(request, 0)?;
         // A connection from here on: sends reach it, and its close will come.
-        let channels = self
-            .registry
-            .accepted(request, who, now())
-            .who
-            .channels
-            .clone();
+        let channels = self.registry.accepted(request, who, now()).channels.clone();
         for channel in channels.iter().filter(|c| c.len() <= MAX_TOPIC) {
-            ctx.subscribe(request, channel)?;
+            ctx.subscribe(request, channel.as_bytes())?;
         }
         if let (Some(bp), Some(conn)) = (&self.backplane, self.record(request)) {
             bp.send(Command::Register {

@@ -1,9 +1,16 @@
 //! Who is connected and which claims wait, with the indexes the API resolves targets
 //! through. Lives on the app's thread: every change is one callback, so a claim is
 //! consumed exactly once and nothing is shared.
+//!
+//! A connection is kept compact (there may be a million): its UUID as 16 bytes, its user
+//! and channel names shared with the index keys, and an index set of one member held
+//! inline.
 
 use ringsocket_sdk::ClientId;
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+use uuid::Uuid;
 
 /// Who a connection (or a claim) is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +26,28 @@ pub struct Identity {
 /// A connected client.
 #[derive(Debug)]
 pub struct Connection {
-    /// Its id in the API (a UUID).
-    pub uuid: String,
-    /// Who it is.
-    pub who: Identity,
+    /// Its id in the API.
+    pub uuid: Uuid,
+    /// The user (the same allocation as its `by_user` key).
+    pub user: Arc<str>,
+    /// The session, if any.
+    pub session: Option<Box<str>>,
+    /// Channels, without duplicates, in the order given (each the same allocation as
+    /// its `by_channel` key).
+    pub channels: Box<[Arc<str>]>,
     /// Unix seconds of the connect or of its last ping or pong.
     pub last_ping: u64,
+}
+
+impl Connection {
+    /// Who it is, as the API and Redis spell it.
+    pub fn who(&self) -> Identity {
+        Identity {
+            user: self.user.to_string(),
+            session: self.session.as_deref().map(str::to_string),
+            channels: self.channels.iter().map(|c| c.to_string()).collect(),
+        }
+    }
 }
 
 /// A single-use permission to connect.
@@ -50,54 +73,112 @@ pub enum Target {
     User(String, Option<String>),
 }
 
-/// Adds `item` to the set under `key`.
-fn index<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, HashSet<V>>,
-    key: K,
-    item: V,
-) {
-    map.entry(key).or_default().insert(item);
+/// The members of one index entry: most users have one connection, so one member is
+/// held inline and only a second one costs a set.
+#[derive(Debug)]
+enum Members<T> {
+    One(T),
+    /// Boxed so that an entry stays 16 bytes (a set is 48).
+    #[allow(clippy::box_collection)]
+    Many(Box<HashSet<T>>),
 }
 
-/// Removes `item` from the set under `key`, and the set once empty.
-fn unindex<K: std::hash::Hash + Eq, V: std::hash::Hash + Eq>(
-    map: &mut HashMap<K, HashSet<V>>,
-    key: &K,
-    item: &V,
-) {
-    if let Some(set) = map.get_mut(key) {
-        set.remove(item);
-        if set.is_empty() {
-            map.remove(key);
+impl<T: Hash + Eq + Clone> Members<T> {
+    fn insert(&mut self, item: T) {
+        match self {
+            Members::One(only) if *only == item => {}
+            Members::One(only) => {
+                *self = Members::Many(Box::new(HashSet::from([only.clone(), item])));
+            }
+            Members::Many(set) => {
+                set.insert(item);
+            }
         }
     }
+
+    /// Takes `item` out; whether none is left.
+    fn remove(&mut self, item: &T) -> bool {
+        match self {
+            Members::One(only) => only == item,
+            Members::Many(set) => {
+                set.remove(item);
+                set.is_empty()
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        let (one, many) = match self {
+            Members::One(only) => (Some(only), None),
+            Members::Many(set) => (None, Some(set.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
+
+/// Adds `item` to the members under `key`.
+fn index<K: Hash + Eq, V: Hash + Eq + Clone>(map: &mut HashMap<K, Members<V>>, key: K, item: V) {
+    match map.entry(key) {
+        std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().insert(item),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            e.insert(Members::One(item));
+        }
+    }
+}
+
+/// Removes `item` from the members under `key`, and the entry once empty.
+fn unindex<K, Q, V>(map: &mut HashMap<K, Members<V>>, key: &Q, item: &V)
+where
+    K: Hash + Eq + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+    V: Hash + Eq + Clone,
+{
+    if map.get_mut(key).is_some_and(|m| m.remove(item)) {
+        map.remove(key);
+    }
+}
+
+/// `name` as the key `map` already holds for it (one allocation shared by every
+/// connection that names it), or a new one.
+fn interned<V>(map: &HashMap<Arc<str>, V>, name: &str) -> Arc<str> {
+    map.get_key_value(name)
+        .map_or_else(|| Arc::from(name), |(k, _)| Arc::clone(k))
 }
 
 /// The app's view of its clients and claims.
 #[derive(Default)]
 pub struct Registry {
     conns: HashMap<ClientId, Connection>,
-    by_uuid: HashMap<String, ClientId>,
-    by_user: HashMap<String, HashSet<ClientId>>,
-    by_channel: HashMap<String, HashSet<ClientId>>,
+    by_uuid: HashMap<Uuid, ClientId>,
+    by_user: HashMap<Arc<str>, Members<ClientId>>,
+    by_channel: HashMap<Arc<str>, Members<ClientId>>,
     claims: HashMap<String, Claim>,
-    claims_by_user: HashMap<String, HashSet<String>>,
-    claims_by_channel: HashMap<String, HashSet<String>>,
+    claims_by_user: HashMap<String, Members<String>>,
+    claims_by_channel: HashMap<String, Members<String>>,
 }
 
 impl Registry {
     /// An accepted upgrade: from here on `client` is a connection, with a fresh UUID
     /// (the server sends to it and reports its close from the accept on).
     pub fn accepted(&mut self, client: ClientId, who: Identity, now: u64) -> &Connection {
-        let uuid = uuid::Uuid::new_v4().to_string();
-        index(&mut self.by_user, who.user.clone(), client);
-        for channel in &who.channels {
-            index(&mut self.by_channel, channel.clone(), client);
-        }
-        self.by_uuid.insert(uuid.clone(), client);
+        let uuid = Uuid::new_v4();
+        let user = interned(&self.by_user, &who.user);
+        index(&mut self.by_user, Arc::clone(&user), client);
+        let channels: Box<[Arc<str>]> = who
+            .channels
+            .iter()
+            .map(|name| {
+                let channel = interned(&self.by_channel, name);
+                index(&mut self.by_channel, Arc::clone(&channel), client);
+                channel
+            })
+            .collect();
+        self.by_uuid.insert(uuid, client);
         let conn = Connection {
             uuid,
-            who,
+            user,
+            session: who.session.map(String::into_boxed_str),
+            channels,
             last_ping: now,
         };
         self.conns.entry(client).or_insert(conn)
@@ -109,9 +190,9 @@ impl Registry {
             return;
         };
         self.by_uuid.remove(&conn.uuid);
-        unindex(&mut self.by_user, &conn.who.user, &client);
-        for channel in &conn.who.channels {
-            unindex(&mut self.by_channel, channel, &client);
+        unindex(&mut self.by_user, &*conn.user, &client);
+        for channel in conn.channels.iter() {
+            unindex(&mut self.by_channel, &**channel, &client);
         }
     }
 
@@ -139,11 +220,11 @@ impl Registry {
 
     /// The connections `target` names.
     pub fn resolve(&self, target: &Target) -> Vec<ClientId> {
-        let session_of = |c: &ClientId| self.conns.get(c).and_then(|c| c.who.session.as_deref());
-        let narrowed = |set: Option<&HashSet<ClientId>>, session: &Option<String>| {
-            let mut ids: Vec<ClientId> = set
+        let session_of = |c: &ClientId| self.conns.get(c).and_then(|c| c.session.as_deref());
+        let narrowed = |members: Option<&Members<ClientId>>, session: &Option<String>| {
+            let mut ids: Vec<ClientId> = members
                 .into_iter()
-                .flatten()
+                .flat_map(Members::iter)
                 .filter(|c| session.is_none() || session_of(c) == session.as_deref())
                 .copied()
                 .collect();
@@ -151,9 +232,15 @@ impl Registry {
             ids
         };
         match target {
-            Target::Id(uuid) => self.by_uuid.get(uuid).copied().into_iter().collect(),
-            Target::Channel(channel, session) => narrowed(self.by_channel.get(channel), session),
-            Target::User(user, session) => narrowed(self.by_user.get(user), session),
+            Target::Id(uuid) => Uuid::try_parse(uuid)
+                .ok()
+                .and_then(|uuid| self.by_uuid.get(&uuid).copied())
+                .into_iter()
+                .collect(),
+            Target::Channel(channel, session) => {
+                narrowed(self.by_channel.get(channel.as_str()), session)
+            }
+            Target::User(user, session) => narrowed(self.by_user.get(user.as_str()), session),
         }
     }
 
@@ -166,7 +253,7 @@ impl Registry {
         };
         let mut claims: Vec<&Claim> = set
             .into_iter()
-            .flatten()
+            .flat_map(Members::iter)
             .filter_map(|id| self.claims.get(id))
             .filter(|c| c.expiration >= now)
             .filter(|c| session.is_none() || c.who.session == *session)
@@ -227,17 +314,20 @@ impl Registry {
         let Some(conn) = self.conns.get_mut(&client) else {
             return false;
         };
-        let has = conn.who.channels.iter().any(|c| c == channel);
+        let has = conn.channels.iter().any(|c| &**c == channel);
         if has == on {
             return false;
         }
+        let mut channels = std::mem::take(&mut conn.channels).into_vec();
         if on {
-            conn.who.channels.push(channel.to_string());
-            index(&mut self.by_channel, channel.to_string(), client);
+            let interned = interned(&self.by_channel, channel);
+            index(&mut self.by_channel, Arc::clone(&interned), client);
+            channels.push(interned);
         } else {
-            conn.who.channels.retain(|c| c != channel);
-            unindex(&mut self.by_channel, &channel.to_string(), &client);
+            channels.retain(|c| &**c != channel);
+            unindex(&mut self.by_channel, channel, &client);
         }
+        conn.channels = channels.into_boxed_slice();
         true
     }
 
@@ -287,10 +377,11 @@ mod tests {
         let uuid = r
             .accepted(ClientId(1), who("u", Some("a"), &["g"]), 0)
             .uuid
-            .clone();
+            .to_string();
         r.accepted(ClientId(2), who("u", Some("b"), &["g", "h"]), 0);
         r.accepted(ClientId(3), who("v", None, &["h"]), 0);
         assert_eq!(r.resolve(&Target::Id(uuid)), [ClientId(1)]);
+        assert!(r.resolve(&Target::Id("not-a-uuid".into())).is_empty());
         assert_eq!(
             r.resolve(&Target::User("u".into(), None)),
             [ClientId(1), ClientId(2)]
@@ -310,6 +401,27 @@ mod tests {
             r.closed(ClientId(c));
         }
         assert_eq!(r.sizes(), [0; 7]);
+    }
+
+    /// What an idle connection holds here is what `benches/run push-idle` measures
+    /// (≤ 1 KiB in all, with the server's share): keep the parts small.
+    #[test]
+    fn a_connection_is_compact() {
+        assert_eq!(std::mem::size_of::<Connection>(), 72);
+        assert_eq!(std::mem::size_of::<Members<ClientId>>(), 16);
+        let mut r = Registry::default();
+        r.accepted(ClientId(1), who("u", None, &["g"]), 0);
+        r.accepted(ClientId(2), who("v", None, &["g"]), 0);
+        let (a, b) = (&r.conns[&ClientId(1)], &r.conns[&ClientId(2)]);
+        assert!(
+            Arc::ptr_eq(&a.channels[0], &b.channels[0]),
+            "one name, shared"
+        );
+        let (user, _) = r.by_user.get_key_value("u").expect("indexed");
+        assert!(
+            Arc::ptr_eq(user, &a.user),
+            "the index key is the connection's user"
+        );
     }
 
     #[test]

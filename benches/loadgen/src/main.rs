@@ -111,6 +111,10 @@ struct Args {
     /// `push`: the HS256 secret the clients' JWTs are signed with.
     #[arg(long, default_value = "bench")]
     jwt_secret: String,
+    /// `push`: only connect the clients, then report the server's RSS per client (an
+    /// idle authenticated connection); needs `--server-pid`.
+    #[arg(long)]
+    idle: bool,
 }
 
 mod push;

@@ -92,6 +92,22 @@ fn open_clients(load: &mut Load, n: usize) -> bool {
     }
 }
 
+/// With every client connected and idle: the server's RSS per client.
+fn idle_clients(load: &mut Load, before: Option<u64>) -> String {
+    let (Some(pid), Some(before)) = (load.args.server_pid, before) else {
+        return fail(load, "push --idle needs --server-pid");
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let after = server_rss(pid).unwrap_or(0);
+    let open = load.conns.iter().filter(|c| c.state == State::Open).count();
+    format!(
+        "{{\"scenario\":\"push-idle\",\"clients\":{open},\"rss_before\":{before},\"rss_after\":{after},\
+         \"rss_bytes_per_conn\":{:.1},\"errors\":{}}}",
+        after.saturating_sub(before) as f64 / open.max(1) as f64,
+        load.errors.total()
+    )
+}
+
 /// One keep-alive HTTP connection to the API, one request in flight at a time.
 struct ApiConn {
     stream: TcpStream,
@@ -99,6 +115,8 @@ struct ApiConn {
     /// When the request in flight was written.
     in_flight: Option<Instant>,
     connected: bool,
+    /// Requests sent on it so far.
+    sent: u64,
 }
 
 /// Tokens of the API connections start here (clients are 0..C).
@@ -119,8 +137,12 @@ fn http_response(buf: &[u8]) -> Option<(u16, usize)> {
 
 pub fn push(load: &mut Load) -> String {
     let n = load.args.conns;
+    let rss_before = load.args.server_pid.and_then(server_rss);
     if !open_clients(load, n) {
         return fail(load, "could not open every client");
+    }
+    if load.args.idle {
+        return idle_clients(load, rss_before);
     }
     let epoch = Instant::now();
     let mut api: Vec<ApiConn> = Vec::new();
@@ -138,6 +160,7 @@ pub fn push(load: &mut Load) -> String {
             inbuf: Vec::new(),
             in_flight: None,
             connected: false,
+            sent: 0,
         });
     }
     let (target, channels, rate) = (load.args.target, load.args.channels.max(1), load.args.rate);
@@ -151,13 +174,19 @@ pub fn push(load: &mut Load) -> String {
     let mut events = Events::with_capacity(4096);
     let start = Instant::now();
     // Sends one request on API connection `j`, if the rate allows.
-    let send = |c: &mut ApiConn, seq: &mut u64| -> bool {
+    // Connection `j` sends to channels j, j + api_conns, ... in turn (with as many
+    // connections as channels: always to its own channel).
+    let api_conns = api.len();
+    let send = |c: &mut ApiConn, j: usize, seq: &mut u64| -> bool {
         if rate > 0 && *seq >= (start.elapsed().as_secs_f64() * rate as f64) as u64 {
             return false;
         }
         let target = match target {
             Target::User => format!("user=u{}", *seq as usize % n),
-            Target::Channel => format!("channel=c{}", *seq as usize % channels),
+            Target::Channel => {
+                let round = c.sent as usize * api_conns;
+                format!("channel=c{}", (j + round) % channels)
+            }
         };
         let mut body = [0u8; 16];
         body[..8].copy_from_slice(&(epoch.elapsed().as_nanos() as u64).to_le_bytes());
@@ -172,6 +201,7 @@ pub fn push(load: &mut Load) -> String {
             return false;
         }
         c.in_flight = Some(Instant::now());
+        c.sent += 1;
         *seq += 1;
         true
     };
@@ -238,9 +268,9 @@ pub fn push(load: &mut Load) -> String {
             }
             conn.inbuf.drain(..at);
         }
-        for c in api.iter_mut() {
+        for (j, c) in api.iter_mut().enumerate() {
             if c.connected && c.in_flight.is_none() {
-                send(c, &mut seq);
+                send(c, j, &mut seq);
             }
         }
     }
@@ -249,7 +279,7 @@ pub fn push(load: &mut Load) -> String {
         "{{\"scenario\":\"push\",\"target\":\"{target:?}\",\"clients\":{n},\"nodes\":{},\"api_conns\":{},\
          \"rate\":{rate},\"secs\":{secs:.3},\"sends\":{sends_ok},\"sends_per_sec\":{:.0},\"deliveries_per_sec\":{:.0},\
          \"latency_p50_us\":{:.1},\"latency_p99_us\":{:.1},\"latency_p999_us\":{:.1},\
-         \"server_cpu_us_per_send\":{},\"reorders\":{reorders},\"http_errors\":{http_errors},\"errors\":{}}}",
+         \"server_cpu_us_per_send\":{},\"server_cpu_us_per_delivery\":{},\"reorders\":{reorders},\"http_errors\":{http_errors},\"errors\":{}}}",
         1 + usize::from(load.args.addr2.is_some()),
         api.len(),
         sends_ok as f64 / secs,
@@ -261,6 +291,10 @@ pub fn push(load: &mut Load) -> String {
             .cpu_ns()
             .filter(|_| sends_ok > 0)
             .map_or("null".into(), |c| format!("{:.3}", c as f64 / 1000.0 / sends_ok as f64)),
+        window
+            .cpu_ns()
+            .filter(|_| deliveries > 0)
+            .map_or("null".into(), |c| format!("{:.3}", c as f64 / 1000.0 / deliveries as f64)),
         load.errors.total()
     )
 }

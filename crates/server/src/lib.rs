@@ -20,6 +20,7 @@ pub mod plugin;
 
 mod app;
 mod listener;
+mod small_map;
 mod tls;
 mod worker;
 

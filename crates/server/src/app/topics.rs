@@ -9,7 +9,8 @@
 //! id can be reused.
 
 use crate::records::{ClientId, TopicId};
-use rustc_hash::{FxHashMap, FxHashSet};
+use crate::small_map::SmallMap;
+use rustc_hash::FxHashMap;
 
 /// The longest topic name, in bytes.
 pub(crate) const MAX_TOPIC_LEN: usize = 255;
@@ -28,7 +29,8 @@ pub(crate) struct AppTopics {
     /// By id; `None` for a free id.
     topics: Vec<Option<Topic>>,
     free: Vec<TopicId>,
-    by_client: FxHashMap<u64, FxHashSet<TopicId>>,
+    /// Each subscribing client's topics (one inline).
+    by_client: FxHashMap<u64, SmallMap<TopicId, ()>>,
     workers: usize,
 }
 
@@ -51,7 +53,12 @@ impl AppTopics {
             Some(&id) => id,
             None => self.create(name),
         };
-        if !self.by_client.entry(client.0).or_default().insert(id) {
+        if !self
+            .by_client
+            .entry(client.0)
+            .or_default()
+            .insert_new(id, ())
+        {
             return None;
         }
         let topic = self.topics[id.0 as usize].as_mut().expect("a live id");
@@ -90,9 +97,7 @@ impl AppTopics {
     ) -> Option<TopicId> {
         let id = *self.ids.get(name)?;
         let subs = self.by_client.get_mut(&client.0)?;
-        if !subs.remove(&id) {
-            return None;
-        }
+        subs.remove(&id)?;
         if subs.is_empty() {
             self.by_client.remove(&client.0);
         }
@@ -104,9 +109,7 @@ impl AppTopics {
     /// has already ended them).
     pub(crate) fn client_left(&mut self, client: ClientId, w: usize) {
         if let Some(subs) = self.by_client.remove(&client.0) {
-            for id in subs {
-                self.count_out(id, w);
-            }
+            subs.for_each(|id, ()| self.count_out(id, w));
         }
     }
 

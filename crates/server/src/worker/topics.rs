@@ -3,10 +3,12 @@
 //! publish walks one list, and a subscription ends in O(1) when the client leaves.
 //!
 //! Memory is proportional to subscriptions (a list slot and a map entry each, plus one
-//! map entry per topic with local subscribers); every operation is O(1) whatever a
+//! map entry per topic with local subscribers; a connection's only subscription lives
+//! inline in its entry); every operation is O(1) whatever a
 //! connection's or a topic's number of subscriptions; a publish allocates nothing.
 
 use crate::records::TopicId;
+use crate::small_map::SmallMap;
 use ringsocket_session::AppIndex;
 use rustc_hash::FxHashMap;
 
@@ -27,7 +29,7 @@ pub(crate) struct Topics {
     subscribers: FxHashMap<TopicKey, Vec<u32>>,
     /// Each subscribing connection's subscriptions: topic → its position in that
     /// topic's list.
-    by_conn: FxHashMap<u32, FxHashMap<TopicKey, u32>>,
+    by_conn: FxHashMap<u32, SmallMap<TopicKey, u32>>,
 }
 
 impl Topics {
@@ -36,9 +38,9 @@ impl Topics {
         let topic = TopicKey::new(app, topic);
         let conn = key as u32;
         let subs = self.by_conn.entry(conn).or_default();
-        if let std::collections::hash_map::Entry::Vacant(slot) = subs.entry(topic) {
+        if !subs.contains_key(&topic) {
             let list = self.subscribers.entry(topic).or_default();
-            slot.insert(list.len() as u32);
+            subs.insert_new(topic, list.len() as u32);
             list.push(conn);
         }
     }
@@ -62,9 +64,7 @@ impl Topics {
     /// Ends every subscription of connection `key` (it is leaving).
     pub(crate) fn remove_conn(&mut self, key: usize) {
         if let Some(subs) = self.by_conn.remove(&(key as u32)) {
-            for (topic, at) in subs {
-                self.unlist(topic, at);
-            }
+            subs.for_each(|topic, at| self.unlist(topic, at));
         }
     }
 
@@ -153,7 +153,10 @@ mod tests {
             let list = t.take(app, TopicId(topic));
             for (at, &conn) in list.iter().enumerate() {
                 assert!(model.contains(&(conn as usize, topic)));
-                let position = t.by_conn[&conn][&TopicKey::new(app, TopicId(topic))];
+                let position = t.by_conn[&conn]
+                    .get(&TopicKey::new(app, TopicId(topic)))
+                    .copied()
+                    .expect("listed connections know their position");
                 assert_eq!(position as usize, at, "position of {conn} in topic {topic}");
             }
             t.put_back(app, TopicId(topic), list);
