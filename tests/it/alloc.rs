@@ -2,6 +2,7 @@
 //! global allocator: the server runs inside this test process (the plugins have their
 //! own allocator and are not counted), the clients run in a child process, and every
 //! allocation made by any server thread while the measured traffic flows is counted.
+//! Metrics are on (counters always run; with metrics, latency samples are taken too).
 
 use ringsocket_server::config::Config;
 use ringsocket_server::Server;
@@ -70,6 +71,8 @@ fn start_in_process() -> (ringsocket_server::Running, u16) {
         ],
         "worker_c": 2,
         "user": "root", "allow_root_apps": true,
+        // Counters always run; with metrics on, latency samples too.
+        "metrics": {"addr": "127.0.0.1:0"},
     });
     let config = Config::from_json(
         &config.to_string(),

@@ -270,6 +270,12 @@ pub enum Inbound<'a> {
         /// The client.
         client: ClientId,
     },
+    /// A latency sample: the message before it was read from its socket at `at`
+    /// (nanoseconds on the server's stats clock). Only while metrics are on.
+    Stamp {
+        /// When.
+        at: u64,
+    },
 }
 
 /// What an [`Inbound::Request`] asks.
@@ -369,6 +375,7 @@ const IN_MESSAGE: u8 = 2;
 const IN_CLOSE: u8 = 3;
 const IN_REQUEST: u8 = 4;
 const IN_PING: u8 = 5;
+const IN_STAMP: u8 = 6;
 const IN_HEADER: usize = 16;
 
 impl Inbound<'_> {
@@ -396,6 +403,7 @@ impl Inbound<'_> {
             },
             Inbound::Close { client, code } => Inbound::Close { client, code },
             Inbound::Ping { client } => Inbound::Ping { client },
+            Inbound::Stamp { at } => Inbound::Stamp { at },
             Inbound::Request(r) => Inbound::Request(Box::new(Requested {
                 client: r.client,
                 endpoint: r.endpoint,
@@ -430,6 +438,7 @@ impl Inbound<'_> {
             Inbound::Open(o) => o.encode(out),
             Inbound::Request(r) => r.encode(out),
             Inbound::Ping { client } => write_in_header(out, IN_PING, 0, false, 0, *client),
+            Inbound::Stamp { at } => write_in_header(out, IN_STAMP, 0, false, 0, ClientId(*at)),
             Inbound::Close { client, code } => {
                 write_in_header(out, IN_CLOSE, 0, false, u32::from(code.0), *client)
             }
@@ -443,7 +452,7 @@ impl Inbound<'_> {
             Inbound::Message { payload, .. } => payload.hand_over(),
             Inbound::Open(o) => o.head.hand_over(),
             Inbound::Request(r) => r.bytes.hand_over(),
-            Inbound::Close { .. } | Inbound::Ping { .. } => {}
+            Inbound::Close { .. } | Inbound::Ping { .. } | Inbound::Stamp { .. } => {}
         }
     }
 
@@ -474,7 +483,7 @@ impl Inbound<'_> {
                 Inbound::Message { payload, .. } => payload.wire_len(),
                 Inbound::Open(o) => PEER_WIRE + o.head.wire_len(),
                 Inbound::Request(r) => PEER_WIRE + r.bytes.wire_len(),
-                Inbound::Close { .. } | Inbound::Ping { .. } => 0,
+                Inbound::Close { .. } | Inbound::Ping { .. } | Inbound::Stamp { .. } => 0,
             }
     }
 
@@ -509,6 +518,7 @@ impl Inbound<'_> {
                 }))
             }
             IN_PING => Inbound::Ping { client },
+            IN_STAMP => Inbound::Stamp { at: client.0 },
             IN_MESSAGE => Inbound::Message {
                 client,
                 endpoint: EndpointIndex(arg as u16),
@@ -737,6 +747,12 @@ pub enum Outbound<'a> {
         /// Bytes of header lines in `bytes`.
         headers_len: u32,
     },
+    /// A latency sample: the send before it was made at `at` (nanoseconds on the
+    /// server's stats clock). Only while metrics are on.
+    Stamp {
+        /// When.
+        at: u64,
+    },
 }
 
 const OUT_SEND_LIST: u8 = 1;
@@ -748,6 +764,7 @@ const OUT_SUBSCRIBE: u8 = 6;
 const OUT_UNSUBSCRIBE: u8 = 7;
 const OUT_ACCEPT: u8 = 8;
 const OUT_RESPOND: u8 = 9;
+const OUT_STAMP: u8 = 10;
 const OUT_HEADER: usize = 16;
 
 impl Outbound<'_> {
@@ -760,7 +777,8 @@ impl Outbound<'_> {
                 Outbound::Closed { .. }
                 | Outbound::Subscribe { .. }
                 | Outbound::Unsubscribe { .. }
-                | Outbound::Accept { .. } => 8,
+                | Outbound::Accept { .. }
+                | Outbound::Stamp { .. } => 8,
                 Outbound::Respond { bytes, .. } => 8 + bytes.wire_len(),
             }
     }
@@ -787,6 +805,9 @@ impl Outbound<'_> {
             }
             Outbound::Accept { client } => {
                 encode_control(out, OUT_ACCEPT, *client, TopicId(0), &[])
+            }
+            Outbound::Stamp { at } => {
+                encode_control(out, OUT_STAMP, ClientId(*at), TopicId(0), &[])
             }
             Outbound::Respond {
                 client,
@@ -877,6 +898,7 @@ unsafe fn decode_control<'a>(
         OUT_SUBSCRIBE => Outbound::Subscribe { client, topic },
         OUT_UNSUBSCRIBE => Outbound::Unsubscribe { client, topic },
         OUT_ACCEPT => Outbound::Accept { client },
+        OUT_STAMP => Outbound::Stamp { at: client.0 },
         _ => Outbound::Respond {
             client,
             status: topic.0 as u16,
@@ -1089,6 +1111,11 @@ macro_rules! producer_common {
             pub fn set_waiting(&self) {
                 self.0.set_waiting();
             }
+
+            /// A handle that reads how full the ring is, from any thread.
+            pub fn observer(&self) -> ringsocket_ring::Observer {
+                self.0.observer()
+            }
         }
     };
 }
@@ -1260,6 +1287,7 @@ mod tests {
             code: CloseCode::ABNORMAL,
         })
         .unwrap();
+        tx.try_push(Inbound::Stamp { at: u64::MAX - 7 }).unwrap();
         rx.pop_with(|r| match r {
             Inbound::Open(o) => {
                 assert_eq!((o.client, o.peer), (a, Some(peer)));
@@ -1307,6 +1335,7 @@ mod tests {
                 }
             ))
         });
+        rx.pop_with(|r| assert!(matches!(r, Inbound::Stamp { at } if at == u64::MAX - 7)));
         assert!(rx.is_empty());
         assert_eq!(a.worker(), 3);
     }
@@ -1467,6 +1496,7 @@ mod tests {
             client: ClientId(9),
         })
         .unwrap();
+        tx.try_push(Outbound::Stamp { at: 1 << 62 }).unwrap();
         rx.pop_with(|r| {
             let Outbound::Send {
                 kind,
@@ -1506,6 +1536,7 @@ mod tests {
                 }
             ))
         });
+        rx.pop_with(|r| assert!(matches!(r, Outbound::Stamp { at } if at == 1 << 62)));
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl Buffer {
         }
     }
 
+    /// Its length in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.len
+    }
+
     fn layout(len: usize) -> Layout {
         Layout::from_size_align(len, ALIGN).expect("ring size fits in a Layout")
     }

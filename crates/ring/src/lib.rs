@@ -19,5 +19,5 @@ mod ring;
 mod sleep;
 mod sync;
 
-pub use ring::{channel, Consumer, Full, Producer, Reservation, RECORD_OVERHEAD};
+pub use ring::{channel, Consumer, Full, Observer, Producer, Reservation, RECORD_OVERHEAD};
 pub use sleep::SleepState;

@@ -90,6 +90,26 @@ fn padded(len: usize) -> usize {
     (len + ALIGN - 1) & !(ALIGN - 1)
 }
 
+/// A third party's view of a ring's fill level (for metrics): it only loads the two
+/// positions, so it never disturbs either end beyond sharing their cache lines for a
+/// moment.
+#[derive(Clone)]
+pub struct Observer {
+    shared: Arc<Shared>,
+}
+
+impl Observer {
+    /// Bytes published and not yet read, and the capacity. Both positions are loaded
+    /// `Relaxed` (the figure is a snapshot; `head` is loaded first, so `used` is never
+    /// below what was used at the first load, nor negative).
+    pub fn fill(&self) -> (usize, usize) {
+        let head = self.shared.head.load(Relaxed);
+        let tail = self.shared.tail.load(Relaxed);
+        let capacity = self.shared.buffer.capacity();
+        (tail.wrapping_sub(head).min(capacity), capacity)
+    }
+}
+
 /// The writing end of a ring. `Send` but not `Sync`: exactly one thread produces.
 pub struct Producer {
     shared: Arc<Shared>,
@@ -106,6 +126,13 @@ impl Producer {
     /// The ring's capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.mask + 1
+    }
+
+    /// A handle that reads how full the ring is, from any thread.
+    pub fn observer(&self) -> Observer {
+        Observer {
+            shared: self.shared.clone(),
+        }
     }
 
     /// The largest payload a record can have in this ring. Callers must never push more.

@@ -30,6 +30,14 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// `metrics`: where the metrics listener listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port, e.g. `127.0.0.1:9108` (port 0: any free port).
+    pub addr: std::net::SocketAddr,
+}
+
 /// The whole configuration (the JSON root object).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +127,14 @@ pub struct Config {
     /// A file the daemon logs to when no syslog socket accepts its lines.
     #[serde(default)]
     pub log_file: Option<PathBuf>,
+    /// The metrics listener (`/metrics`, `/health`, `/ready`, a status page); off when
+    /// absent.
+    #[serde(default)]
+    pub metrics: Option<MetricsConfig>,
+
+    /// The file this configuration was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
 
     /// What validation derived from the rest, for start-up to use.
     #[serde(skip)]
@@ -415,6 +431,7 @@ impl Config {
             key: Some(key),
             message,
         })?;
+        config.path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         Ok(config)
     }
 

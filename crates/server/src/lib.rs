@@ -20,7 +20,9 @@ pub mod plugin;
 
 mod app;
 mod listener;
+mod metrics;
 mod small_map;
+mod stats;
 mod tls;
 mod worker;
 
@@ -29,6 +31,7 @@ use plugin::{Plugin, PluginError};
 use records::{inbound_ring, outbound_ring};
 use ringsocket_records as records;
 use ringsocket_ring::SleepState;
+use stats::{AppLabel, RingGauge, ServerStats};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -72,6 +75,14 @@ pub enum StartError {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// The metrics listener could not be set up.
+    #[error("metrics.addr: cannot listen on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The OS refused a thread, poll instance or eventfd.
     #[error("cannot start {what}: {source}")]
     Os {
@@ -102,6 +113,7 @@ pub struct Prepared {
     listeners: Vec<Vec<listener::Listener>>,
     port_locks: Vec<listener::PortLock>,
     plugins: Vec<Arc<Plugin>>,
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// A running server.
@@ -112,6 +124,8 @@ pub struct Running {
     apps: Vec<JoinHandle<()>>,
     worker_links: Vec<Arc<WorkerLink>>,
     app_sleeps: Vec<Arc<SleepState>>,
+    stats: Arc<ServerStats>,
+    metrics: Option<(std::net::SocketAddr, JoinHandle<()>)>,
 }
 
 impl Server {
@@ -138,12 +152,23 @@ impl Server {
             let (upgrade, http) = (callbacks.upgrade.is_some(), callbacks.http.is_some());
             config.set_app_answers(i, upgrade, http);
         }
+        let metrics =
+            match &config.metrics {
+                Some(m) => Some(std::net::TcpListener::bind(m.addr).map_err(|source| {
+                    StartError::Metrics {
+                        addr: m.addr.to_string(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         Ok(Prepared {
             config,
             listeners,
             port_locks,
             plugins,
             tls,
+            metrics,
         })
     }
 }
@@ -156,6 +181,11 @@ impl Prepared {
                 .filter_map(|l| l.socket.local_addr().ok())
                 .collect()
         })
+    }
+
+    /// The metrics listener's address, if it is on (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Creates the rings, runs every app's init on its own thread, then starts the
@@ -171,9 +201,24 @@ impl Prepared {
             port_locks,
             plugins,
             tls,
+            metrics,
         } = self;
         let plan = Arc::new(config.plan().clone());
         let workers = listeners.len();
+        let labels = config
+            .apps
+            .iter()
+            .map(|a| AppLabel {
+                name: a.name.clone(),
+                endpoints: a.endpoints.iter().map(|e| e.url.clone()).collect(),
+            })
+            .collect();
+        let mut stats = ServerStats::new(
+            workers,
+            labels,
+            metrics.is_some(),
+            config.path.display().to_string(),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let os = |what| move |source| StartError::Os { what, source };
 
@@ -202,9 +247,21 @@ impl Prepared {
             for w in 0..workers {
                 let (in_tx, in_rx) = inbound_ring(plan.inbound_ring, plan.large_in_flight);
                 let (out_tx, out_rx) = outbound_ring(plan.outbound_ring, plan.large_in_flight);
+                for (direction, observer) in [
+                    ("inbound", in_tx.observer()),
+                    ("outbound", out_tx.observer()),
+                ] {
+                    stats.rings.push(RingGauge {
+                        worker: w,
+                        app: a,
+                        direction,
+                        observer,
+                    });
+                }
                 inbound.push(in_rx);
                 outbound.push(out_tx);
-                let mut inbox = worker::AppInbox::new(in_tx, sleep.clone());
+                let traffic = stats.traffic[w][a].clone();
+                let mut inbox = worker::AppInbox::new(in_tx, sleep.clone(), traffic);
                 inbox.reports_pings = plugins[a].callbacks().ping.is_some();
                 inboxes[w].push(inbox);
                 outboxes[w].push(out_rx);
@@ -214,6 +271,7 @@ impl Prepared {
                 outbound,
                 workers: links.clone(),
                 sleep: sleep.clone(),
+                stats: stats.app_threads[a].clone(),
             };
             app_threads.push(app::AppThread::new(
                 plugins[a].clone(),
@@ -223,13 +281,28 @@ impl Prepared {
                 &app::ServerFacts {
                     max_msg: plan.max_app_message,
                     app_count: config.apps.len(),
+                    sampling: stats.sampling,
                 },
                 stop.clone(),
             ));
             app_sleeps.push(sleep);
         }
 
-        let app_handles = start_apps(&config, app_threads, &stop, &app_sleeps)?;
+        // Serving /health (and /ready: 503) while the apps' init callbacks run.
+        let stats = Arc::new(stats);
+        let metrics = match metrics {
+            Some(listener) => Some(start_metrics(listener, &stats, &stop)?),
+            None => None,
+        };
+        let app_handles = match start_apps(&config, app_threads, &stop, &app_sleeps) {
+            Ok(handles) => handles,
+            Err(e) => {
+                if let Some((_, handle)) = metrics {
+                    let _ = handle.join(); // start_apps set `stop`
+                }
+                return Err(e);
+            }
+        };
         let ip_counts = (plan.max_conns_per_ip > 0)
             .then(|| Arc::new(listener::IpCounts::new(plan.max_conns_per_ip)));
         let mut worker_handles = Vec::new();
@@ -246,6 +319,8 @@ impl Prepared {
                 plan: plan.clone(),
                 ip_counts: ip_counts.clone(),
                 stop: stop.clone(),
+                counts: stats.workers[index].clone(),
+                sampling: stats.sampling,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("rs-worker-{index}"))
@@ -253,6 +328,7 @@ impl Prepared {
                 .map_err(os("a worker thread"))?;
             worker_handles.push(handle);
         }
+        stats.ready.store(true, Ordering::Relaxed);
         log::info!(
             "serving with {workers} workers and {} apps",
             config.apps.len()
@@ -264,8 +340,32 @@ impl Prepared {
             apps: app_handles,
             worker_links: links,
             app_sleeps,
+            stats,
+            metrics,
         })
     }
+}
+
+/// Starts the metrics listener's thread on `listener`.
+fn start_metrics(
+    listener: std::net::TcpListener,
+    stats: &Arc<ServerStats>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(std::net::SocketAddr, JoinHandle<()>), StartError> {
+    let os = |source| StartError::Os {
+        what: "the metrics listener",
+        source,
+    };
+    let addr = listener.local_addr().map_err(os)?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| os(std::io::Error::other(e.to_string())))?;
+    let (stats, stop) = (stats.clone(), stop.clone());
+    let handle = std::thread::Builder::new()
+        .name("rs-metrics".into())
+        .spawn(move || metrics::serve(server, stats, stop))
+        .map_err(os)?;
+    log::info!("metrics on http://{addr}/metrics");
+    Ok((addr, handle))
 }
 
 /// What app `a`'s open callback reports of each of its endpoints, from the plan's
@@ -346,10 +446,16 @@ fn abort_on_panic(what: &str, body: impl FnOnce()) {
 }
 
 impl Running {
+    /// The metrics listener's address, if it is on.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// Stops the server: workers close every client with 1001 (waiting for the close
     /// handshakes up to `shutdown_timeout` seconds), then the app threads run
     /// their last callbacks and `destroy`, and every thread is joined.
     pub fn stop(self) {
+        self.stats.ready.store(false, Ordering::Relaxed);
         self.stop.store(true, Ordering::Release);
         for link in &self.worker_links {
             let _ = link.waker.wake();
@@ -361,6 +467,9 @@ impl Running {
             s.unpark();
         }
         for handle in self.apps {
+            let _ = handle.join();
+        }
+        if let Some((_, handle)) = self.metrics {
             let _ = handle.join();
         }
     }

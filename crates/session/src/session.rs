@@ -250,6 +250,12 @@ impl Session {
         self.phase
     }
 
+    /// Whether an upgrade request waits for its app's decision.
+    #[inline]
+    pub fn is_deciding(&self) -> bool {
+        self.phase == Phase::Deciding
+    }
+
     /// Whether the app knows this client as connected.
     #[inline]
     pub fn is_open(&self) -> bool {
@@ -424,6 +430,7 @@ impl Session {
                 };
                 match late {
                     Some(error) => {
+                        app.refused(&error);
                         app.cancelled();
                         self.refuse(&error, now, limits);
                     }

@@ -35,7 +35,9 @@
 //! replies `open ID ENDPOINT PATH PROTOCOL` and then `meta TARGET|QUERY|PEER|UA|COOKIE`
 //! to each new client; `{"periodic": [MIN_MS, INCR_MS, MAX_MS]}` starts a periodic timer
 //! that broadcasts `periodic N` and returns Increase, three times, then Never;
-//! `{"echo_writer": true}` echoes binary messages through the in-place writer.
+//! `{"echo_writer": true}` echoes binary messages through the in-place writer;
+//! `{"init_wait_file": PATH}` makes init wait (up to 60 s) until PATH exists (a slow
+//! start, which a test ends when it likes).
 
 use ringsocket_sdk::{
     App, ClientId, CloseCode, Context, Error, Kind, Message, OpenInfo, PeriodicTimer, TimerNext, To,
@@ -68,6 +70,12 @@ impl App for Probe {
         let v: serde_json::Value = serde_json::from_str(settings).map_err(|e| e.to_string())?;
         if v["fail_init"].as_bool() == Some(true) {
             return Err("fail_init is set".into());
+        }
+        if let Some(path) = v["init_wait_file"].as_str() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !std::path::Path::new(path).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
         Ok(Probe {
             read_delay: Duration::from_micros(v["read_delay_us"].as_u64().unwrap_or(0)),

@@ -14,6 +14,7 @@ use super::topics::{AppTopics, MAX_TOPIC_LEN};
 use super::ServerFacts;
 use crate::config::AppConfig;
 use crate::records::{ClientId, IdList, LargeMessage, Outbound, OutboundTx, Payload, Targets};
+use crate::stats::{clock_ns, AppStats, Owned};
 use crate::WorkerLink;
 use ringsocket_abi as abi;
 use ringsocket_proto::{CloseCode, MessageKind, RequestHead};
@@ -61,6 +62,9 @@ pub(crate) struct Waiting {
     pub(crate) upgrade: bool,
 }
 
+/// Rounds an app may send without a latency sample before one is taken anyway.
+const UNSAMPLED_ROUNDS: u32 = 256;
+
 /// The most bytes of header lines a response may carry (the record gives them 16 bits).
 const MAX_RESPONSE_HEADERS: usize = 16 * 1024;
 
@@ -105,6 +109,15 @@ pub(crate) struct HostCtx {
     pub(crate) attached: FxHashMap<ClientId, u64>,
     /// The last upgrade or http callback returned non-zero.
     pub(crate) callback_failed: bool,
+    /// This app thread's counts.
+    pub(crate) stats: Owned<AppStats>,
+    /// Whether to take latency samples (metrics on).
+    pub(crate) sampling: bool,
+    /// The clock, read this round for a worker's stamp: the round's sends are
+    /// sampled with it (no clock read of their own).
+    pub(crate) sample_clock: Option<u64>,
+    /// Rounds that sent without a sample since the last one.
+    unsampled_rounds: u32,
 }
 
 pub(super) unsafe extern "C" fn host_send(
@@ -392,6 +405,7 @@ impl HostCtx {
         facts: &ServerFacts,
         (outbound, workers): (Vec<OutboundTx>, Vec<Arc<WorkerLink>>),
         sleep: Arc<SleepState>,
+        stats: Owned<AppStats>,
     ) -> HostCtx {
         let conf = abi::rs_conf {
             size: std::mem::size_of::<abi::rs_conf>() as u32,
@@ -444,6 +458,10 @@ impl HostCtx {
             requests: FxHashMap::default(),
             attached: FxHashMap::default(),
             callback_failed: false,
+            stats,
+            sampling: facts.sampling,
+            sample_clock: None,
+            unsampled_rounds: 0,
         }
     }
 
@@ -801,6 +819,7 @@ impl HostCtx {
     #[cold]
     #[inline(never)]
     fn push_when_room(&mut self, w: usize, mut record: Outbound<'_>) {
+        self.stats.ring_full.add(1);
         loop {
             // Full: ask the worker to tell us when it frees room, make sure it is awake
             // to do so, and sleep until then.
@@ -823,11 +842,39 @@ impl HostCtx {
     }
 
     /// Wakes every worker that got records since the last call (if it sleeps).
+    /// With metrics on, a sampled round's records end with a stamp for each such
+    /// worker (app send → socket write; a full ring skips the sample). A round is
+    /// sampled when it handled a worker's stamp (whose clock read it reuses), or else
+    /// every [`UNSAMPLED_ROUNDS`]th round (an app that sends on its own, from timers or
+    /// events).
     pub(crate) fn wake_dirty_workers(&mut self) {
-        for (w, dirty) in self.dirty.iter_mut().enumerate() {
-            if std::mem::take(dirty) {
-                wake_worker(&self.workers[w]);
+        let mut at = if self.sampling {
+            self.sample_clock.take()
+        } else {
+            None
+        };
+        let mut sent = false;
+        for w in 0..self.dirty.len() {
+            if !std::mem::take(&mut self.dirty[w]) {
+                continue;
             }
+            sent = true;
+            if self.sampling && at.is_none() && self.unsampled_rounds >= UNSAMPLED_ROUNDS {
+                at = Some(clock_ns(Instant::now()));
+            }
+            let drafting = matches!(self.written, Written::Draft { worker, .. } if worker == w);
+            if let (Some(at), false) = (at, drafting) {
+                // A full ring skips the sample rather than wait.
+                let _ = self.outbound[w].try_push(Outbound::Stamp { at });
+            }
+            wake_worker(&self.workers[w]);
+        }
+        if sent {
+            self.unsampled_rounds = if at.is_some() {
+                0
+            } else {
+                self.unsampled_rounds + 1
+            };
         }
     }
 }

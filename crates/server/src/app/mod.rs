@@ -14,6 +14,7 @@ mod writer;
 use crate::config::AppConfig;
 use crate::plugin::Plugin;
 use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx, Requested};
+use crate::stats::{clock_ns, AppStats, Owned};
 use crate::WorkerLink;
 use clients::abi_addr;
 use host::{wake_worker, Callback, HostCtx, Waiting};
@@ -43,12 +44,16 @@ pub(crate) struct AppWiring {
     pub(crate) outbound: Vec<OutboundTx>,
     pub(crate) workers: Vec<Arc<WorkerLink>>,
     pub(crate) sleep: Arc<SleepState>,
+    /// The app thread's counts.
+    pub(crate) stats: Owned<AppStats>,
 }
 
-/// Server-wide facts every app may read (`rs_get_conf`).
+/// Server-wide facts every app may read (`rs_get_conf`), and whether latencies are
+/// sampled.
 pub(crate) struct ServerFacts {
     pub(crate) max_msg: usize,
     pub(crate) app_count: usize,
+    pub(crate) sampling: bool,
 }
 
 /// Everything an app thread owns.
@@ -81,6 +86,7 @@ impl AppThread {
             outbound,
             workers,
             sleep,
+            stats,
         } = wiring;
         let ctx = Box::new(HostCtx::new(
             &api::HOST_API,
@@ -88,6 +94,7 @@ impl AppThread {
             facts,
             (outbound, workers),
             sleep,
+            stats,
         ));
         AppThread {
             plugin,
@@ -390,6 +397,14 @@ fn dispatch(
                 ctx.respond(client, 500, b"Content-Type: text/plain\r\n", b"app error\n");
             }
             ctx.callback_failed = false;
+            return;
+        }
+        Inbound::Stamp { at } => {
+            // The message before it reached its callback just now; what that callback
+            // sent is sampled with the same clock read.
+            let now = clock_ns(Instant::now());
+            ctx.stats.read_to_callback.record(now.saturating_sub(at));
+            ctx.sample_clock = Some(now);
             return;
         }
         Inbound::Ping { client } => {

@@ -3,6 +3,7 @@
 use super::conn::Conn;
 use super::inbox::AppInbox;
 use crate::records::{ClientId, Inbound, LargeMessage, Opened, Payload, Requested};
+use crate::stats::{close_slot, handshake_slot, WorkerCounts};
 use mio::net::TcpStream;
 use ringsocket_proto::{CloseCode, HandshakeError, MessageKind, ProtocolError};
 use ringsocket_session::{
@@ -30,6 +31,8 @@ pub(crate) struct ToApp<'a> {
     pub(crate) paused: bool,
     /// The connection's socket, where a handshake may complete (for the peer address).
     pub(crate) stream: Option<&'a TcpStream>,
+    /// The worker's own counts (handshakes).
+    pub(crate) counts: &'a WorkerCounts,
 }
 
 /// Hands out a worker's client ids: never 0, never reused.
@@ -50,13 +53,14 @@ impl<'a> ToApp<'a> {
     /// The events of connection `key` (its client id, app and endpoint as `conn` has
     /// them so far). Only calls that may complete a handshake pass the `stream`.
     pub(crate) fn new(
-        inboxes: &'a mut [AppInbox],
+        (inboxes, counts): (&'a mut [AppInbox], &'a WorkerCounts),
         ids: &'a mut IdSource,
         key: usize,
         conn: &Conn,
         stream: Option<&'a TcpStream>,
     ) -> ToApp<'a> {
         ToApp {
+            counts,
             inboxes,
             key,
             client: conn.id,
@@ -81,6 +85,10 @@ impl AppEvents for ToApp<'_> {
         self.endpoint = route.endpoint;
         self.opened = true;
         let inbox = &mut self.inboxes[route.app.index()];
+        self.counts.handshakes[0].add(1); // 101
+        let endpoint = &inbox.traffic.endpoints[usize::from(route.endpoint.0)];
+        endpoint.opened.add(1);
+        endpoint.open.add(1);
         // Once per connection: the app keeps the address for rs_client_info.
         let peer = self.stream.and_then(|s| s.peer_addr().ok());
         let head = inline_or_large(head, inbox.inline_max);
@@ -137,21 +145,30 @@ impl AppEvents for ToApp<'_> {
             // A large message hands its buffer over instead of being copied.
             Message::Assembled(v) => Payload::Large(LargeMessage::owned(std::mem::take(v))),
         };
+        let len = payload.bytes().len() as u64;
         let record = Inbound::Message {
             client: self.client,
             endpoint: self.endpoint,
             kind,
             payload,
         };
-        if inbox.push(record) {
+        let delivered = inbox.push(record);
+        inbox.traffic.messages_in.add(1);
+        inbox.traffic.bytes_in.add(len);
+        if let Some(at) = inbox.stamp_at.take() {
+            inbox.push(Inbound::Stamp { at });
+        }
+        if delivered {
             return Delivery::Delivered;
         }
+        inbox.traffic.ring_full.add(1);
         inbox.paused.push(self.key);
         self.paused = true;
         Delivery::Paused
     }
 
     fn refused(&mut self, error: &HandshakeError) {
+        self.counts.handshakes[handshake_slot(error.status().0)].add(1);
         log::debug!(
             "worker {}: refusing upgrade on {}: {error}",
             self.ids.worker,
@@ -178,6 +195,9 @@ impl AppEvents for ToApp<'_> {
 
     fn close(&mut self, code: CloseCode) {
         self.closed = true;
+        let traffic = &self.inboxes[self.app.index()].traffic;
+        traffic.closes[close_slot(code.0)].add(1);
+        traffic.endpoints[usize::from(self.endpoint.0)].open.sub(1);
         self.inboxes[self.app.index()].push(Inbound::Close {
             client: self.client,
             code,

@@ -2,6 +2,7 @@
 //! order through a backlog while the ring is full, and when to wake the app.
 
 use crate::records::{Inbound, InboundTx};
+use crate::stats::{AppTraffic, Owned};
 use ringsocket_ring::SleepState;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,11 +31,22 @@ pub(crate) struct AppInbox {
     /// only wake it `LIFECYCLE_WAKE_DELAY` later (unless a message comes first), so a
     /// burst of connects and disconnects costs one wakeup, not one each.
     lifecycle_since: Option<Instant>,
+    /// This app's traffic through this worker.
+    pub(crate) traffic: Owned<AppTraffic>,
+    /// While metrics are on: the time of this loop round, until the round's first
+    /// message to the app is followed by a stamp with it.
+    pub(crate) stamp_at: Option<u64>,
 }
 
 impl AppInbox {
-    pub(crate) fn new(ring: InboundTx, sleep: Arc<SleepState>) -> AppInbox {
+    pub(crate) fn new(
+        ring: InboundTx,
+        sleep: Arc<SleepState>,
+        traffic: Owned<AppTraffic>,
+    ) -> AppInbox {
         AppInbox {
+            traffic,
+            stamp_at: None,
             inline_max: ring.inline_max(),
             reports_pings: false,
             ring,

@@ -19,6 +19,7 @@ pub(crate) use inbox::AppInbox;
 
 use crate::listener::{IpCounts, Listener};
 use crate::records::{ClientId, OutboundRx};
+use crate::stats::{clock_ns, handshake_slot, Owned, WorkerCounts};
 use crate::WorkerLink;
 use conn::{Conn, ListSlot};
 use events::{IdSource, ToApp};
@@ -58,7 +59,17 @@ pub(crate) struct WorkerSetup {
     pub(crate) plan: Arc<crate::config::Plan>,
     pub(crate) ip_counts: Option<Arc<IpCounts>>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// This worker's counts outside any app (its apps' are in the inboxes).
+    pub(crate) counts: Owned<WorkerCounts>,
+    /// Whether to take latency samples (metrics on).
+    pub(crate) sampling: bool,
 }
+
+/// Latency samples (app send → socket write) one loop round keeps at most.
+const MAX_STAMPS: usize = 64;
+/// The least time between two rounds whose messages a worker samples (at most a
+/// thousand samples a second, whatever the load).
+const SAMPLE_EVERY: Duration = Duration::from_millis(1);
 
 /// A listening socket in the poll.
 struct Listening {
@@ -113,6 +124,12 @@ struct Worker {
     tick: Tick,
     /// Where ticks count from.
     epoch: Epoch,
+    counts: Owned<WorkerCounts>,
+    sampling: bool,
+    /// When the sends sampled this round were made (recorded once written).
+    stamps: Vec<u64>,
+    /// When the next round's messages may be sampled.
+    next_sample: Instant,
 }
 
 /// Runs a worker until the server stops.
@@ -175,6 +192,10 @@ pub(crate) fn run(setup: WorkerSetup) {
         now: Instant::now(),
         tick: Tick::ZERO,
         epoch: Epoch::new(Instant::now()),
+        counts: setup.counts,
+        sampling: setup.sampling,
+        stamps: Vec::with_capacity(MAX_STAMPS),
+        next_sample: Instant::now(),
     };
     worker.run(plan.poll_events);
 }
@@ -192,6 +213,9 @@ impl Worker {
             self.drain_backlogs();
             self.expire();
             self.flush_dirty();
+            if !self.stamps.is_empty() {
+                self.record_stamps();
+            }
             while let Some(key) = self.to_read.pop() {
                 self.read(key);
             }
@@ -216,6 +240,14 @@ impl Worker {
                 continue;
             }
             self.set_now();
+            if self.sampling && self.now >= self.next_sample {
+                // The round's first message to each app is followed by a stamp.
+                self.next_sample = self.now + SAMPLE_EVERY;
+                let at = clock_ns(self.now);
+                for inbox in &mut self.inboxes {
+                    inbox.stamp_at = Some(at);
+                }
+            }
             for event in events.iter() {
                 match event.token() {
                     WAKER => {}
@@ -266,6 +298,16 @@ impl Worker {
         self.conns.is_empty() || self.now >= deadline
     }
 
+    /// Records the sampled sends' latency (app send → socket write): their bytes were
+    /// just written (or found the socket full).
+    #[cold]
+    fn record_stamps(&mut self) {
+        let now = clock_ns(Instant::now());
+        for at in self.stamps.drain(..) {
+            self.counts.send_to_write.record(now.saturating_sub(at));
+        }
+    }
+
     /// Reads the clock (once per loop iteration, not per event).
     fn set_now(&mut self) {
         self.now = Instant::now();
@@ -294,7 +336,7 @@ impl Worker {
     ) -> Option<R> {
         let conn = self.conns.get_mut(key)?;
         let mut events = ToApp::new(
-            &mut self.inboxes,
+            (&mut self.inboxes, &self.counts),
             &mut self.ids,
             key,
             conn,
@@ -402,6 +444,8 @@ impl Worker {
             config: &self.config,
             limits: &self.config.limits,
             now: self.tick,
+            counts: &self.counts,
+            stamps: &mut self.stamps,
             topics: &mut self.topics,
             opened: &mut self.opened_by_app,
             to_read: &mut self.to_read,
@@ -515,7 +559,9 @@ impl Worker {
 
     /// Takes on an accepted client, or refuses it with 503 when at a limit.
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, port: u16, secure: bool) {
+        let refused_503 = &self.counts.handshakes[handshake_slot(503)];
         if self.conns.len() >= self.max_conns {
+            refused_503.add(1);
             log::debug!(
                 "worker {}: refusing {addr}: at the connection limit",
                 self.index
@@ -528,6 +574,7 @@ impl Worker {
                 Some(slot) => Some(slot),
                 None => {
                     log::debug!("worker {}: refusing {addr}: max_conns_per_ip", self.index);
+                    refused_503.add(1);
                     return refuse(stream);
                 }
             },

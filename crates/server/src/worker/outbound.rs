@@ -6,6 +6,7 @@ use super::events::{IdSource, ToApp};
 use super::inbox::AppInbox;
 use super::topics::Topics;
 use crate::records::{ClientId, Group, Outbound};
+use crate::stats::{handshake_slot, WorkerCounts};
 use ringsocket_proto::CloseCode;
 use ringsocket_proto::HttpResponse;
 use ringsocket_session::{AppIndex, Frame, Limits, Sent, SessionConfig, Tick};
@@ -48,6 +49,10 @@ pub(crate) struct Apply<'a> {
     pub(crate) opened: &'a mut Vec<usize>,
     /// Connections with input to decode again (it waited for an app's answer).
     pub(crate) to_read: &'a mut Vec<usize>,
+    /// The worker's own counts.
+    pub(crate) counts: &'a WorkerCounts,
+    /// Sampled sends of this round, recorded once written.
+    pub(crate) stamps: &'a mut Vec<u64>,
 }
 
 impl Apply<'_> {
@@ -69,7 +74,8 @@ impl Apply<'_> {
                 };
                 let conn = &mut self.conns[key];
                 if conn.app == app {
-                    let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
+                    let mut events =
+                        ToApp::new((self.inboxes, self.counts), self.ids, key, conn, None);
                     conn.session
                         .app_close(frame_payload, self.now, self.limits, &mut events);
                     self.unsettled.push(key);
@@ -79,12 +85,13 @@ impl Apply<'_> {
                 // Encoded once, queued to every recipient.
                 let frame = Frame::message(kind, payload.bytes());
                 let except = to.ids;
+                let mut queued = 0u64;
                 match to.group {
                     Group::List => {
                         for id in to.ids.iter() {
                             if let Some(&key) = self.by_id.get(&id) {
                                 if self.conns[key].app == app {
-                                    self.deliver(key, &frame);
+                                    queued += self.deliver(key, &frame);
                                 }
                             }
                         }
@@ -93,7 +100,7 @@ impl Apply<'_> {
                         for (at, &key) in open.iter().enumerate() {
                             prefetch_ahead(self.conns, at, |i| open.get(i).copied());
                             if except.is_empty() || !except.contains(self.conns[key].id) {
-                                self.deliver(key, &frame);
+                                queued += self.deliver(key, &frame);
                             }
                         }
                     }
@@ -110,7 +117,7 @@ impl Apply<'_> {
                                     list.get(i).map(|&k| k as usize)
                                 });
                                 if key != skip {
-                                    self.deliver(key as usize, &frame);
+                                    queued += self.deliver(key as usize, &frame);
                                 }
                             }
                         } else {
@@ -120,12 +127,20 @@ impl Apply<'_> {
                                 });
                                 let key = key as usize;
                                 if !except.contains(self.conns[key].id) {
-                                    self.deliver(key, &frame);
+                                    queued += self.deliver(key, &frame);
                                 }
                             }
                         }
                         self.topics.put_back(app, topic, list);
                     }
+                }
+                let traffic = &self.inboxes[app.index()].traffic;
+                traffic.messages_out.add(queued);
+                traffic.bytes_out.add(queued * frame.len() as u64);
+            }
+            Outbound::Stamp { at } => {
+                if self.stamps.len() < self.stamps.capacity() {
+                    self.stamps.push(at);
                 }
             }
             answer @ (Outbound::Accept { .. } | Outbound::Respond { .. }) => {
@@ -158,7 +173,7 @@ impl Apply<'_> {
                 if conn.app != app {
                     return;
                 }
-                let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
+                let mut events = ToApp::new((self.inboxes, self.counts), self.ids, key, conn, None);
                 if conn
                     .session
                     .accept_upgrade(self.config, self.now, &mut events)
@@ -182,6 +197,10 @@ impl Apply<'_> {
                     return;
                 }
                 let (headers, body) = bytes.bytes().split_at(headers_len as usize);
+                if conn.session.is_deciding() {
+                    // The app refused the upgrade.
+                    self.counts.handshakes[handshake_slot(status)].add(1);
+                }
                 let response = HttpResponse {
                     status,
                     headers,
@@ -207,34 +226,40 @@ impl Apply<'_> {
         (conn.app == app && conn.session.is_open()).then_some(key)
     }
 
-    /// Queues `frame` to connection `key`, within its cap and the worker's budget.
-    fn deliver(&mut self, key: usize, frame: &Frame<'_>) {
+    /// Queues `frame` to connection `key`, within its cap and the worker's budget;
+    /// returns 1 if it was queued, else 0.
+    #[inline]
+    fn deliver(&mut self, key: usize, frame: &Frame<'_>) -> u64 {
         let conn = &mut self.conns[key];
         let grows = !conn.session.fits_held(frame.len());
         if grows && self.budget.used + frame.len() > self.budget.max {
             self.relieve(frame.len());
         }
         let conn = &mut self.conns[key];
-        match conn.session.send(frame, self.now, self.limits) {
+        let queued = match conn.session.send(frame, self.now, self.limits) {
             Sent::Queued => {
                 if !conn.dirty {
                     conn.dirty = true;
                     self.dirty.push(key);
                 }
+                1
             }
             Sent::Overflowed => {
                 log::debug!("client {} exceeded the outbound buffer cap", conn.id.0);
-                let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
+                self.inboxes[conn.app.index()].traffic.slow_closes.add(1);
+                let mut events = ToApp::new((self.inboxes, self.counts), self.ids, key, conn, None);
                 conn.session
                     .close_overflowed(self.now, self.limits, &mut events);
                 self.unsettled.push(key);
+                0
             }
-            Sent::Dropped => {}
-        }
+            Sent::Dropped => 0,
+        };
         if grows {
             // Only a growing buffer changes what the connection holds.
-            self.budget.account(conn);
+            self.budget.account(&mut self.conns[key]);
         }
+        queued
     }
 
     /// Frees memory until `need` more bytes fit the budget: the connections holding
@@ -256,7 +281,10 @@ impl Apply<'_> {
                 "buffered bytes over max_buffered_bytes: dropping client {} (holds {held} bytes)",
                 conn.id.0
             );
-            let mut events = ToApp::new(self.inboxes, self.ids, key, conn, None);
+            if conn.session.is_open() {
+                self.inboxes[conn.app.index()].traffic.budget_closes.add(1);
+            }
+            let mut events = ToApp::new((self.inboxes, self.counts), self.ids, key, conn, None);
             let code = CloseCode::TRY_AGAIN_LATER;
             if conn.session.unsent() == 0 && conn.session.is_open() {
                 let reason = "server memory budget";
