@@ -14,6 +14,7 @@ cd "$(dirname "$0")"
 
 PREFIX=/usr/local
 BIN=$PREFIX/bin/ringsocket
+CTL=$PREFIX/bin/ringsocketctl         # the operator's command line (talks to the daemon)
 LIB=$PREFIX/lib/ringsocket
 INCLUDE=$PREFIX/include/ringsocket   # headers for plugin authors (docs/apps.md)
 HEADERS=(ringsocket.h ringsocket-v1/ringsocket.h ringsocket1/ringsocket.h)
@@ -49,7 +50,7 @@ if [[ ${1:-} == --uninstall ]]; then
     systemctl daemon-reload
   fi
   stop_direct
-  rm -f "$BIN"
+  rm -f "$BIN" "$CTL"
   # Remove the ringsock user only if install.sh created it.
   if [[ -e $LIB/.created-user ]] && id ringsock >/dev/null 2>&1; then userdel ringsock; fi
   rm -rf "$LIB" "$INCLUDE" "$SHARE"
@@ -74,7 +75,12 @@ put() { # put MODE SRC DST: copy only if different
 }
 put 0755 target/release/ringsocket "$BIN"
 for p in "${PLUGINS[@]}"; do put 0644 "target/release/$p" "$LIB/$p"; done
-# Headers and the page do not change what runs: installing them restarts nothing.
+# ringsocketctl, headers and the page do not change what runs: installing them
+# restarts nothing.
+if ! cmp -s target/release/ringsocketctl "$CTL"; then
+  install -D -m 0755 target/release/ringsocketctl "$CTL"
+  say "installed $CTL"
+fi
 if ! cmp -s apps/chat/chat.html "$SHARE/chat.html"; then
   install -D -m 0644 apps/chat/chat.html "$SHARE/chat.html"
   say "installed $SHARE/chat.html"
@@ -141,4 +147,5 @@ fi
 [[ $changed -eq 1 ]] || say "nothing changed"
 say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C), /broadcast or /groups (see README)"
 say "chat: open file://$SHARE/chat.html in two browser windows"
+say "operate it: ringsocketctl status (as root or a member of the ringsock group); status page: http://127.0.0.1:9108/"
 say "app headers: -I $INCLUDE (ringsocket.h), -I $INCLUDE/ringsocket1 (RingSocket 1 apps); see docs/apps.md"

@@ -1,6 +1,8 @@
-/* A test plugin (ABI v4) in C: decides upgrades by their query (`token=good` is
- * accepted with data 7, anything else refused with 403) and answers plain requests
- * with "METHOD PATH BODY | results of wrong calls", proving the C side of the ABI. */
+/* A test plugin (ABI v4 to v6) in C: decides upgrades by their query (`token=good` is
+ * accepted with data 7, anything else refused with 403), answers plain requests with
+ * "METHOD PATH BODY | results of wrong calls", and replies to `ringsocketctl app`
+ * commands with "argc=N ARG|ARG|..." (status 3 for `fail`), proving the C side of the
+ * ABI. */
 #include <ringsocket.h>
 #include <stdio.h>
 
@@ -39,4 +41,21 @@ static int on_http(rs_t *rs, void *state, const struct rs_request *req) {
     return rs_respond(rs, req->request_id, 200, "X-C: 1", 6, body, (size_t)n);
 }
 
-RS_APP(.name = "gate-c", .upgrade = on_upgrade, .open = on_open, .http = on_http);
+static int on_control(rs_t *rs, void *state, int argc, const char *const *argv) {
+    (void)state;
+    char reply[256];
+    int n = snprintf(reply, sizeof reply, "argc=%d ", argc);
+    for (int i = 0; i < argc && n < (int)sizeof reply; i++) {
+        n += snprintf(reply + n, sizeof reply - (size_t)n, "%s%s", i ? "|" : "", argv[i]);
+    }
+    if (n > (int)sizeof reply - 1) {
+        n = (int)sizeof reply - 1;
+    }
+    if (rs_control_reply(rs, reply, (size_t)n) != RS_OK) {
+        return 2;
+    }
+    return argc > 0 && !strcmp(argv[0], "fail") ? 3 : 0;
+}
+
+RS_APP(.name = "gate-c", .upgrade = on_upgrade, .open = on_open, .http = on_http,
+       .control = on_control);

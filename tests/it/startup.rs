@@ -113,10 +113,17 @@ fn plugins_built_for_another_abi_version_are_refused() {
     let dir = TempDir::new();
     let so = c_plugin(
         &dir,
-        "v6",
-        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 6, .size = sizeof(struct rs_app_descriptor)};\n",
+        "v7",
+        "#include <ringsocket.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 7, .size = sizeof(struct rs_app_descriptor)};\n",
     );
-    start_fails_with(&dir, &so, &[&so, "ABI version 6", "versions 1 to 5"]);
+    start_fails_with(&dir, &so, &[&so, "ABI version 7", "versions 1 to 6"]);
+    // A v5 descriptor must hold v5's fields (through `ping`).
+    let short5 = c_plugin(
+        &dir,
+        "short5",
+        "#include <ringsocket.h>\n#include <stddef.h>\nconst struct rs_app_descriptor ringsocket_plugin = {.magic = RS_ABI_MAGIC, .abi_version = 5, .size = offsetof(struct rs_app_descriptor, ping)};\n",
+    );
+    start_fails_with(&dir, &short5, &[&short5, "ABI version 5"]);
     // A v4 descriptor must hold v4's fields.
     let short4 = c_plugin(
         &dir,

@@ -178,13 +178,15 @@ impl Server {
             "log_level": "debug",
             "worker_c": 2,
         });
+        let dir = TempDir::new();
+        // Each server its own control socket (the default path is one per machine).
+        config["ctl_socket"] = json!(dir.0.join("ctl.sock"));
         if let (Some(root), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
             for (k, v) in extra {
                 root.insert(k.clone(), v.clone());
             }
         }
         let text = config.to_string().replace("{port}", "0");
-        let dir = TempDir::new();
         let path = dir.0.join("ringsocket.json");
         std::fs::write(&path, text).unwrap();
         let mut child = Command::new(binary())
@@ -278,6 +280,27 @@ impl Server {
             tungstenite::client::client_with_config(self.url(path), stream, Some(client_config()))
                 .expect("handshake");
         ws
+    }
+
+    /// Runs `ringsocketctl --socket <this server's control socket> ARGS`, feeding it
+    /// `stdin`; returns its exit status, stdout and stderr.
+    pub fn ctl(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+        let mut child = Command::new(target_dir().join("ringsocketctl"))
+            .arg("--socket")
+            .arg(self.dir.0.join("ctl.sock"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ringsocketctl is built (cargo build --workspace)");
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// The server's process id.

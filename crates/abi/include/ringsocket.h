@@ -1,10 +1,11 @@
 /*
  * ringsocket.h: the C ABI between the ringsocket server and its app plugins.
  *
- * ABI version 5 (additive: every struct of an earlier version keeps its layout and
- * gains fields at its end; ringsocket loads plugins of versions 1 to 5; version 2 added
+ * ABI version 6 (additive: every struct of an earlier version keeps its layout and
+ * gains fields at its end; ringsocket loads plugins of versions 1 to 6; version 2 added
  * metadata, writers, timers and events, version 3 topics, version 4 upgrade decisions
- * and plain HTTP answers, version 5 the ping callback). A plugin is a shared object
+ * and plain HTTP answers, version 5 the ping callback, version 6 the control callback
+ * for `ringsocketctl app`). A plugin is a shared object
  * that defines one descriptor symbol, `ringsocket_plugin`, with RS_APP(...). The server
  * checks its magic and version before reading anything else, and refuses a plugin
  * built for a version it does not know, naming both versions.
@@ -37,7 +38,7 @@ extern "C" {
 /* "RSAP": the first four bytes of every descriptor. */
 #define RS_ABI_MAGIC 0x52534150u
 /* The ABI version this header describes. */
-#define RS_ABI_VERSION 5u
+#define RS_ABI_VERSION 6u
 
 /* Message kinds. Text messages are always valid UTF-8, both ways. */
 #define RS_BIN 0u
@@ -191,6 +192,8 @@ struct rs_host_api {
     int (*respond)(rs_t *rs, uint64_t request_id, uint16_t status, const char *headers,
                    size_t headers_len, const void *body, size_t body_len);
     uint64_t (*client_data)(rs_t *rs, uint64_t client_id);
+    /* v6: */
+    int (*control_reply)(rs_t *rs, const void *data, size_t len);
 };
 
 /* The layout every rs_t starts with. The server writes every field but w_len, which
@@ -225,6 +228,8 @@ typedef int (*rs_periodic_cb)(rs_t *rs, void *state);
 typedef int (*rs_request_cb)(rs_t *rs, void *state, const struct rs_request *req);
 /* v5: */
 typedef int (*rs_ping_cb)(rs_t *rs, void *state, uint64_t client_id);
+/* v6: argv holds argc NUL-terminated strings (the words after `ringsocketctl app APP`). */
+typedef int (*rs_control_cb)(rs_t *rs, void *state, int argc, const char *const *argv);
 
 /* The descriptor a plugin exports as `ringsocket_plugin`. Any callback may be NULL. */
 struct rs_app_descriptor {
@@ -250,6 +255,8 @@ struct rs_app_descriptor {
     rs_request_cb http;    /* answers plain HTTP requests on the app's endpoints */
     /* v5: */
     rs_ping_cb ping;       /* a client sent a ping or a pong (only reported to apps with it) */
+    /* v6: */
+    rs_control_cb control; /* an operator's command: reply with rs_control_reply, return 0 */
 };
 
 #define RS_APP_SYMBOL ringsocket_plugin
@@ -442,6 +449,18 @@ static inline int rs_respond(rs_t *rs, uint64_t request_id, uint16_t status,
 /* What rs_accept attached to a connected client (0 if nothing or not connected). */
 static inline uint64_t rs_client_data(rs_t *rs, uint64_t client_id) {
     return RS_API(rs)->client_data(rs, client_id);
+}
+
+/* ---- v6: operators' commands. ---- */
+
+/* The most reply bytes one control callback may give. */
+#define RS_MAX_CONTROL_REPLY (1u << 20)
+
+/* From the control callback only: appends `len` bytes to the reply `ringsocketctl app`
+ * prints. RS_ERR_CONTEXT outside the control callback, RS_ERR_TOO_BIG past
+ * RS_MAX_CONTROL_REPLY bytes in all. */
+static inline int rs_control_reply(rs_t *rs, const void *data, size_t len) {
+    return RS_API(rs)->control_reply(rs, data, len);
 }
 
 /* ---- Timers and events. ---- */

@@ -22,8 +22,8 @@ use std::ffi::{c_char, c_int, c_void};
 pub const RS_ABI_MAGIC: u32 = 0x5253_4150;
 /// The ABI version this crate describes (2 added metadata, writers, timers and events;
 /// 3 added topics; 4 added upgrade decisions and plain HTTP answers; 5 the ping
-/// callback).
-pub const RS_ABI_VERSION: u32 = 5;
+/// callback; 6 the control callback for `ringsocketctl app`).
+pub const RS_ABI_VERSION: u32 = 6;
 /// The oldest ABI version the server still loads.
 pub const RS_ABI_MIN_VERSION: u32 = 1;
 /// The size of a version-1 descriptor: the prefix of [`rs_app_descriptor`] up to and
@@ -35,6 +35,11 @@ pub const V2_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, up
 /// The size of a version-4 descriptor: the prefix of [`rs_app_descriptor`] up to and
 /// including `http`.
 pub const V4_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, ping);
+/// The size of a version-5 descriptor: the prefix of [`rs_app_descriptor`] up to and
+/// including `ping`.
+pub const V5_DESCRIPTOR_SIZE: usize = std::mem::offset_of!(rs_app_descriptor, control);
+/// The most reply bytes one control callback may give ([`rs_host_api::control_reply`]).
+pub const RS_MAX_CONTROL_REPLY: usize = 1 << 20;
 /// The symbol a plugin exports its descriptor under (NUL-terminated for `dlsym`).
 pub const DESCRIPTOR_SYMBOL: &[u8] = b"ringsocket_plugin\0";
 /// The symbol the original C RingSocket's apps export; used to explain a refusal.
@@ -306,6 +311,8 @@ pub type rs_respond_fn =
     unsafe extern "C" fn(*mut rs_t, u64, u16, *const c_char, usize, *const c_void, usize) -> c_int;
 /// `client_data(rs, client_id)` (v4).
 pub type rs_client_data_fn = unsafe extern "C" fn(*mut rs_t, u64) -> u64;
+/// `control_reply(rs, data, len)` (v6).
+pub type rs_control_reply_fn = unsafe extern "C" fn(*mut rs_t, *const c_void, usize) -> c_int;
 
 /// The functions the server offers a plugin.
 #[repr(C)]
@@ -352,6 +359,8 @@ pub struct rs_host_api {
     pub respond: rs_respond_fn,
     /// v4: what `accept` attached to a client.
     pub client_data: rs_client_data_fn,
+    /// v6: appends to the reply of the running control callback.
+    pub control_reply: rs_control_reply_fn,
 }
 
 /// `init(rs, settings_json, settings_len, &state)`.
@@ -375,6 +384,9 @@ pub type rs_event_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const u8, u
 pub type rs_periodic_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void) -> c_int;
 /// `ping(rs, state, client_id)` (v5).
 pub type rs_ping_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, u64) -> c_int;
+/// `control(rs, state, argc, argv)` (v6): `argv` holds `argc` NUL-terminated strings.
+pub type rs_control_cb =
+    unsafe extern "C" fn(*mut rs_t, *mut c_void, c_int, *const *const c_char) -> c_int;
 /// `upgrade(rs, state, request)` / `http(rs, state, request)` (v4).
 pub type rs_request_cb = unsafe extern "C" fn(*mut rs_t, *mut c_void, *const rs_request) -> c_int;
 
@@ -422,6 +434,9 @@ pub struct rs_app_descriptor {
     /// v5: a client sent a ping or a pong (it is alive); without it, they are not
     /// reported.
     pub ping: Option<rs_ping_cb>,
+    /// v6: an operator's command (`ringsocketctl app APP CMD…`); replies through
+    /// `control_reply`, returns 0 for success.
+    pub control: Option<rs_control_cb>,
 }
 
 // SAFETY: a descriptor is immutable data (a name pointer to static bytes and function

@@ -94,6 +94,7 @@ fn c_header_and_rust_mirror_agree() {
     let mut checks = consts![
         RS_ABI_MAGIC,
         RS_ABI_VERSION,
+        RS_MAX_CONTROL_REPLY,
         RS_BIN,
         RS_UTF8,
         RS_TO_CUR,
@@ -205,7 +206,8 @@ fn c_header_and_rust_mirror_agree() {
         topic_count,
         accept,
         respond,
-        client_data
+        client_data,
+        control_reply
     }));
     checks.extend(layout!(rs_app_descriptor {
         magic,
@@ -226,7 +228,8 @@ fn c_header_and_rust_mirror_agree() {
         periodic_max_us,
         upgrade,
         http,
-        ping
+        ping,
+        control
     }));
     compare(V2, &checks);
 }

@@ -7,6 +7,7 @@
 //! the app threads (their init runs now) and the workers → report ready. Errors up to
 //! "ready" reach the terminal, even as a daemon, and set the exit status.
 
+mod control;
 mod logger;
 mod privileges;
 
@@ -95,6 +96,17 @@ fn main() -> ExitCode {
         );
     }
 
+    // Blocked from the start (before a port is bound, so a client can never see the
+    // server before a SIGTERM would stop it cleanly): every thread inherits this mask,
+    // so only the main thread's sigwait sees them, and one sent during start-up waits.
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        signals.add(signal);
+    }
+    if let Err(e) = signals.thread_block() {
+        return report.fail(EXIT_START, &format!("cannot block signals: {e}"));
+    }
+
     // Privileged part: narrow the capabilities, raise the file limit, bind, load.
     let target = if privileges::is_root() {
         let target = match privileges::resolve(&config.user, &config.group, config.allow_root_apps)
@@ -128,6 +140,12 @@ fn main() -> ExitCode {
         Ok(_) => {}
         Err(e) => report.warn(&e),
     }
+    let ctl_path = match &config.ctl_socket {
+        None => Some((PathBuf::from(ringsocket_control::DEFAULT_SOCKET), false)),
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some((p.clone(), true)),
+    };
+    let ctl_group = config.ctl_group.clone();
     let pid_file = config.pid_file.clone();
     let log_file = config
         .log_file
@@ -137,6 +155,50 @@ fn main() -> ExitCode {
     let prepared = match Server::prepare(config) {
         Ok(prepared) => prepared,
         Err(e) => return report.fail(EXIT_START, &e.to_string()),
+    };
+    // The control socket: bound now (its directory may need root), handed to the run
+    // user and the control group.
+    let allowed = match control_allowed(&ctl_group, target.as_ref()) {
+        Ok(allowed) => allowed,
+        Err(e) => return report.fail(EXIT_CONFIG, &format!("{}: {e}", args.config.display())),
+    };
+    let ctl_socket = match ctl_path {
+        None => None,
+        Some((path, explicit)) => match control::bind(&path) {
+            Ok(socket) => {
+                if let Some(owner) = &target {
+                    if let Err(e) =
+                        nix::unistd::chown(&socket.path, Some(owner.uid), Some(allowed.gid))
+                    {
+                        return report.fail(
+                            EXIT_START,
+                            &format!(
+                                "ctl_socket: {}: cannot hand it to the run user: {e}",
+                                path.display()
+                            ),
+                        );
+                    }
+                    if let Some(dir) = &socket.created_dir {
+                        let _ = nix::unistd::chown(dir, Some(owner.uid), Some(owner.gid));
+                    }
+                }
+                Some(socket)
+            }
+            // An explicit ctl_socket must work; the default one may be another
+            // daemon's (several on one machine) or, not as root, out of reach.
+            Err(control::BindError::Taken(e) | control::BindError::Failed(e)) if explicit => {
+                return report.fail(EXIT_START, &e)
+            }
+            Err(control::BindError::Failed(e)) if privileges::is_root() => {
+                return report.fail(EXIT_START, &e)
+            }
+            Err(control::BindError::Taken(e) | control::BindError::Failed(e)) => {
+                report.warn(&format!(
+                    "{e}; running without a control socket (set ctl_socket)"
+                ));
+                None
+            }
+        },
     };
 
     if !args.foreground {
@@ -161,14 +223,6 @@ fn main() -> ExitCode {
         }
     }
 
-    // Every thread inherits this mask, so only the main thread's sigwait sees them.
-    let mut signals = SigSet::empty();
-    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        signals.add(signal);
-    }
-    if let Err(e) = signals.thread_block() {
-        return report.fail(EXIT_START, &format!("cannot block signals: {e}"));
-    }
     if let Some(target) = &target {
         if let Err(e) = privileges::drop_to(target) {
             return report.fail(EXIT_START, &format!("cannot drop privileges: {e}"));
@@ -184,11 +238,21 @@ fn main() -> ExitCode {
         Ok(running) => running,
         Err(e) => return report.fail(EXIT_START, &e.to_string()),
     };
+    let ctl_file = ctl_socket.as_ref().map(|s| s.path.clone());
+    if let Some(socket) = ctl_socket {
+        log::info!("control socket {}", socket.path.display());
+        let config_path = args.config.clone();
+        let reload: control::Reload = std::sync::Arc::new(move || reload(&config_path));
+        control::serve(socket, running.control(), allowed, reload);
+    }
     report.ready();
 
     loop {
         match signals.wait() {
-            Ok(Signal::SIGHUP) => reload(&args.config),
+            Ok(Signal::SIGHUP) => match reload(&args.config) {
+                Ok(applied) => log::info!("SIGHUP: {applied}"),
+                Err(e) => log::error!("SIGHUP: {e}"),
+            },
             Ok(signal) => {
                 log::info!("received {signal}; closing every connection and stopping");
                 break;
@@ -206,6 +270,9 @@ fn main() -> ExitCode {
         std::process::exit(0);
     });
     running.stop();
+    if let Some(path) = ctl_file {
+        control::remove(&path);
+    }
     if !args.foreground {
         let _ = std::fs::remove_file(&pid_file);
     }
@@ -245,19 +312,40 @@ fn check_config(path: &Path) -> ExitCode {
     }
 }
 
-/// SIGHUP: reopen the log, and apply what can change safely at run time (`log_level`).
-fn reload(path: &Path) {
+/// SIGHUP and `ringsocketctl reload`: reopen the log, and apply what can change safely
+/// at run time (`log_level`). Returns what was applied, or why nothing was.
+fn reload(path: &Path) -> Result<String, String> {
     logger::reopen();
     match Config::load(path) {
         Ok(config) => {
             log::set_max_level(logger::level_filter(&config.log_level));
-            log::info!(
-                "SIGHUP: log reopened; log_level is now {} (other changes need a restart)",
+            Ok(format!(
+                "log reopened; log_level is now {} (other changes need a restart)",
                 config.log_level
-            );
+            ))
         }
-        Err(e) => log::error!("SIGHUP: keeping the running configuration: {e}"),
+        Err(e) => Err(format!(
+            "log reopened; keeping the running configuration: {e}"
+        )),
     }
+}
+
+/// Who may use the control socket: root, the user the daemon runs as, and the members
+/// of `ctl_group` (empty: the group it runs as).
+fn control_allowed(
+    ctl_group: &str,
+    target: Option<&privileges::Target>,
+) -> Result<control::Allowed, String> {
+    let uid = target.map_or_else(nix::unistd::Uid::effective, |t| t.uid);
+    let gid = if ctl_group.is_empty() {
+        target.map_or_else(nix::unistd::Gid::effective, |t| t.gid)
+    } else {
+        nix::unistd::Group::from_name(ctl_group)
+            .map_err(|e| format!("ctl_group: cannot look up '{ctl_group}': {e}"))?
+            .ok_or_else(|| format!("ctl_group: '{ctl_group}' does not exist"))?
+            .gid
+    };
+    Ok(control::Allowed { uid, gid })
 }
 
 /// Forks into the background. In the parent, waits for the daemon's start-up report,

@@ -289,6 +289,12 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// Appends to the running control callback's reply (see [`crate::App::control`]).
+    pub(crate) fn control_reply(&mut self, text: &[u8]) -> Result<(), Error> {
+        // SAFETY: live handle; `text` is readable for its length.
+        check(unsafe { (self.api.control_reply)(self.raw, text.as_ptr().cast(), text.len()) })
+    }
+
     /// What [`Context::accept`] attached to a connected client (0 if nothing).
     pub fn client_data(&mut self, client: ClientId) -> u64 {
         // SAFETY: live handle.

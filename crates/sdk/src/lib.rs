@@ -243,6 +243,8 @@ pub trait App: Sized + 'static {
     const SERVES_HTTP: bool = false;
     /// The app hears of clients' pings and pongs in [`App::ping`].
     const REPORTS_PINGS: bool = false;
+    /// The app takes operators' commands in [`App::control`] (`ringsocketctl app`).
+    const TAKES_COMMANDS: bool = false;
 
     /// Builds the app from the `settings` JSON of its `apps[]` entry (`null` if none).
     ///
@@ -304,6 +306,16 @@ pub trait App: Sized + 'static {
 
     /// A client sent a ping or a pong (with [`App::REPORTS_PINGS`]): it is alive.
     fn ping(&mut self, _ctx: &mut Context<'_>, _client: ClientId) {}
+
+    /// An operator's command (with [`App::TAKES_COMMANDS`]): `args` are the words after
+    /// `ringsocketctl app APP`. The text of `Ok` is printed (at most 1 MiB); so is that of
+    /// `Err`, and `ringsocketctl` then exits with status 1.
+    ///
+    /// # Errors
+    /// What to tell the operator.
+    fn control(&mut self, _ctx: &mut Context<'_>, _args: &[&str]) -> Result<String, String> {
+        Err("this app takes no commands".into())
+    }
 
     /// A client is gone; `code` is its close code (1005: none given, 1006: abnormal).
     fn close(&mut self, _ctx: &mut Context<'_>, _client: ClientId, _code: CloseCode) {}
@@ -552,6 +564,39 @@ unsafe extern "C" fn ping_shim<A: App>(
     })
 }
 
+unsafe extern "C" fn control_shim<A: App>(
+    rs: *mut abi::rs_t,
+    state: *mut c_void,
+    argc: c_int,
+    argv: *const *const c_char,
+) -> c_int {
+    let args: Vec<&str> = (0..argc.max(0) as usize)
+        .map(|i| {
+            // SAFETY: the server passes `argc` NUL-terminated strings at `argv`, alive
+            // until the callback returns.
+            unsafe { std::ffi::CStr::from_ptr(*argv.add(i)) }
+                .to_str()
+                .unwrap_or("")
+        })
+        .collect();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `rs` is the live handle and `state` the app's.
+        let (mut ctx, app) = unsafe { (Context::new(rs), app::<A>(state)) };
+        app.control(&mut ctx, &args)
+    }));
+    let (status, text) = match result {
+        Ok(Ok(text)) => (0, text),
+        Ok(Err(text)) => (1, text),
+        Err(_) => (1, "the app's control callback panicked".to_string()),
+    };
+    // SAFETY: the live handle of this callback.
+    let mut ctx = unsafe { Context::new(rs) };
+    let max = abi::RS_MAX_CONTROL_REPLY;
+    let text = &text.as_bytes()[..text.len().min(max)];
+    let _ = ctx.control_reply(text);
+    status
+}
+
 unsafe extern "C" fn timer_shim<A: App>(rs: *mut abi::rs_t, state: *mut c_void) -> c_int {
     guard(rs, "timer callback", || {
         // SAFETY: `rs` is the live handle and `state` the app's.
@@ -649,6 +694,11 @@ pub const fn descriptor<A: App>(name: &'static std::ffi::CStr) -> abi::rs_app_de
         },
         ping: if A::REPORTS_PINGS {
             Some(ping_shim::<A>)
+        } else {
+            None
+        },
+        control: if A::TAKES_COMMANDS {
+            Some(control_shim::<A>)
         } else {
             None
         },

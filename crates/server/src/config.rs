@@ -131,6 +131,14 @@ pub struct Config {
     /// absent.
     #[serde(default)]
     pub metrics: Option<MetricsConfig>,
+    /// The daemon's control socket for `ringsocketctl`; `None`: the default path;
+    /// empty: none.
+    #[serde(default)]
+    pub ctl_socket: Option<PathBuf>,
+    /// The group whose members may use the control socket (besides root); empty: the
+    /// group the daemon runs as.
+    #[serde(default)]
+    pub ctl_group: String,
 
     /// The file this configuration was read from.
     #[serde(skip)]
@@ -825,7 +833,11 @@ impl Config {
         });
         Plan {
             workers,
-            session: SessionConfig { routes, limits },
+            session: SessionConfig {
+                routes,
+                limits,
+                draining: false,
+            },
             max_conns_per_worker: conn_fds.div_ceil(workers).max(1),
             max_conns_per_ip: self.max_conns_per_ip,
             buffered_per_worker: (budget / workers).max(2 * out_cap),

@@ -16,6 +16,7 @@
 //! The protocol itself lives in `ringsocket-proto`, the rings in `ringsocket-ring`.
 
 pub mod config;
+pub mod control;
 pub mod plugin;
 
 mod app;
@@ -126,6 +127,7 @@ pub struct Running {
     app_sleeps: Vec<Arc<SleepState>>,
     stats: Arc<ServerStats>,
     metrics: Option<(std::net::SocketAddr, JoinHandle<()>)>,
+    control: control::Control,
 }
 
 impl Server {
@@ -241,8 +243,14 @@ impl Prepared {
             (0..workers).map(|_| Vec::new()).collect();
         let mut app_threads = Vec::new();
         let mut app_sleeps = Vec::new();
+        let mut app_commands = Vec::new();
         for (a, app) in config.apps.iter().enumerate() {
             let sleep = Arc::new(SleepState::new());
+            let commands = Arc::new(crossbeam_queue::SegQueue::new());
+            app_commands.push(control::AppCommands {
+                queue: commands.clone(),
+                sleep: sleep.clone(),
+            });
             let (mut inbound, mut outbound) = (Vec::new(), Vec::new());
             for w in 0..workers {
                 let (in_tx, in_rx) = inbound_ring(plan.inbound_ring, plan.large_in_flight);
@@ -272,6 +280,7 @@ impl Prepared {
                 workers: links.clone(),
                 sleep: sleep.clone(),
                 stats: stats.app_threads[a].clone(),
+                commands,
             };
             app_threads.push(app::AppThread::new(
                 plugins[a].clone(),
@@ -306,6 +315,7 @@ impl Prepared {
         let ip_counts = (plan.max_conns_per_ip > 0)
             .then(|| Arc::new(listener::IpCounts::new(plan.max_conns_per_ip)));
         let mut worker_handles = Vec::new();
+        let mut worker_commands = Vec::new();
         let per_worker = polls.into_iter().zip(listeners).zip(inboxes).zip(outboxes);
         for (index, (((poll, worker_listeners), inboxes), outboxes)) in per_worker.enumerate() {
             let setup = worker::WorkerSetup {
@@ -321,6 +331,14 @@ impl Prepared {
                 stop: stop.clone(),
                 counts: stats.workers[index].clone(),
                 sampling: stats.sampling,
+                commands: {
+                    let (queue, commands) = control::worker_queue();
+                    worker_commands.push(control::WorkerCommands {
+                        queue,
+                        link: links[index].clone(),
+                    });
+                    commands
+                },
             };
             let handle = std::thread::Builder::new()
                 .name(format!("rs-worker-{index}"))
@@ -333,6 +351,11 @@ impl Prepared {
             "serving with {workers} workers and {} apps",
             config.apps.len()
         );
+        let control = control::Control {
+            stats: stats.clone(),
+            workers: worker_commands.into(),
+            apps: app_commands.into(),
+        };
         Ok(Running {
             _port_locks: port_locks,
             stop,
@@ -342,6 +365,7 @@ impl Prepared {
             app_sleeps,
             stats,
             metrics,
+            control,
         })
     }
 }
@@ -446,6 +470,12 @@ fn abort_on_panic(what: &str, body: impl FnOnce()) {
 }
 
 impl Running {
+    /// A handle for operating the server from other threads (`ringsocketctl`'s
+    /// commands).
+    pub fn control(&self) -> control::Control {
+        self.control.clone()
+    }
+
     /// The metrics listener's address, if it is on.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics.as_ref().map(|(addr, _)| *addr)

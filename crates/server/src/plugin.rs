@@ -106,6 +106,8 @@ pub struct Callbacks {
     pub http: Option<abi::rs_request_cb>,
     /// v5: hears of clients' pings and pongs.
     pub ping: Option<abi::rs_ping_cb>,
+    /// v6: takes operators' commands.
+    pub control: Option<abi::rs_control_cb>,
 }
 
 /// A loaded plugin. The library stays loaded as long as this value lives, and the
@@ -187,6 +189,7 @@ impl Plugin {
             1 => abi::V1_DESCRIPTOR_SIZE,
             2 | 3 => abi::V2_DESCRIPTOR_SIZE,
             4 => abi::V4_DESCRIPTOR_SIZE,
+            5 => abi::V5_DESCRIPTOR_SIZE,
             _ => std::mem::size_of::<abi::rs_app_descriptor>(),
         };
         if size < expected {
@@ -236,6 +239,7 @@ unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Call
             upgrade: None,
             http: None,
             ping: None,
+            control: None,
         };
         if version >= 2 {
             c.event = addr_of!((*d).event).read_unaligned();
@@ -252,6 +256,9 @@ unsafe fn read_callbacks(d: *const abi::rs_app_descriptor, version: u32) -> Call
         }
         if version >= 5 {
             c.ping = addr_of!((*d).ping).read_unaligned();
+        }
+        if version >= 6 {
+            c.control = addr_of!((*d).control).read_unaligned();
         }
         c
     }

@@ -65,6 +65,9 @@ pub struct SessionConfig {
     pub routes: Routes,
     /// What is enforced.
     pub limits: Limits,
+    /// Draining: every upgrade is refused with 503 (plain HTTP requests to apps are
+    /// still served).
+    pub draining: bool,
 }
 
 /// The bytes of a complete message handed to the app.
@@ -622,6 +625,9 @@ impl Session {
                 .ok_or(HandshakeError::NotFound)?;
             if !route.allows_origin(req.origin) {
                 return Err(HandshakeError::OriginNotAllowed);
+            }
+            if config.draining {
+                return Err(HandshakeError::Unavailable);
             }
             let protocol = req.select_protocol(&route.subprotocols);
             let index = protocol.and_then(|p| route.subprotocols.iter().position(|s| s == p));

@@ -111,7 +111,11 @@ impl Harness {
         let now = Tick::ZERO;
         Harness {
             session: Session::new(80, now, &limits),
-            config: SessionConfig { routes, limits },
+            config: SessionConfig {
+                routes,
+                limits,
+                draining: false,
+            },
             now,
             app: App::default(),
             written: Vec::new(),

@@ -79,6 +79,7 @@ fuzz_target!(|ops: Vec<Op>| {
             serves_http: false,
         }]),
         limits,
+        draining: false,
     };
     let mut now = Tick::ZERO;
     let mut session = Session::new(1, now, &limits);

@@ -66,6 +66,25 @@ fn ids(list: &str) -> Vec<ClientId> {
 }
 
 impl App for Probe {
+    /// `ringsocketctl app probe …`: `echo WORDS…` replies the words, `broadcast TEXT`
+    /// sends TEXT to every client, `fail` fails, `panic` panics, `big` replies 2 MiB (cut
+    /// to 1 MiB).
+    const TAKES_COMMANDS: bool = true;
+
+    fn control(&mut self, ctx: &mut Context<'_>, args: &[&str]) -> Result<String, String> {
+        match args {
+            ["echo", words @ ..] => Ok(words.join(" ")),
+            ["broadcast", text] => ctx
+                .broadcast(Message::Text(text))
+                .map(|()| "sent".into())
+                .map_err(|e| e.to_string()),
+            ["fail"] => Err("failing as asked".into()),
+            ["panic"] => panic!("panicking as asked"),
+            ["big"] => Ok("x".repeat(2 << 20)),
+            _ => Err(format!("unknown command {args:?}")),
+        }
+    }
+
     fn init(settings: &str) -> Result<Self, String> {
         let v: serde_json::Value = serde_json::from_str(settings).map_err(|e| e.to_string())?;
         if v["fail_init"].as_bool() == Some(true) {

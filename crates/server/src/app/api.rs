@@ -2,9 +2,10 @@
 //! on the context) and `writer.rs` (the in-place writer).
 
 use super::host::{
-    host_accept, host_client_data, host_client_info, host_close, host_conf, host_current_client,
-    host_event_handle, host_header, host_log, host_publish, host_respond, host_send,
-    host_set_periodic, host_set_timer, host_subscribe, host_topic_count, host_unsubscribe,
+    host_accept, host_client_data, host_client_info, host_close, host_conf, host_control_reply,
+    host_current_client, host_event_handle, host_header, host_log, host_publish, host_respond,
+    host_send, host_set_periodic, host_set_timer, host_subscribe, host_topic_count,
+    host_unsubscribe,
 };
 use super::writer::{host_to, host_to_topic, host_w_reserve};
 use ringsocket_abi as abi;
@@ -32,4 +33,5 @@ pub(crate) static HOST_API: abi::rs_host_api = abi::rs_host_api {
     accept: host_accept,
     respond: host_respond,
     client_data: host_client_data,
+    control_reply: host_control_reply,
 };

@@ -46,6 +46,11 @@ impl Clients {
         self.by_id.insert(client.0, entry);
     }
 
+    /// How many clients are connected.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
     /// Whether `client` is connected (opened, not yet closed).
     pub(crate) fn contains(&self, client: ClientId) -> bool {
         self.by_id.contains_key(&client.0)

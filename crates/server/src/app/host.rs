@@ -39,6 +39,8 @@ pub(crate) enum Callback {
     Request,
     /// The ping callback (v5).
     Ping,
+    /// The control callback (v6).
+    Control,
 }
 
 /// Where the message being written (`rs_w_*`) lives.
@@ -118,6 +120,8 @@ pub(crate) struct HostCtx {
     pub(crate) sample_clock: Option<u64>,
     /// Rounds that sent without a sample since the last one.
     unsampled_rounds: u32,
+    /// What the running control callback replied so far.
+    pub(crate) control_reply: Vec<u8>,
 }
 
 pub(super) unsafe extern "C" fn host_send(
@@ -382,6 +386,27 @@ pub(super) unsafe extern "C" fn host_client_data(rs: *mut abi::rs_t, client: u64
     ctx.attached.get(&ClientId(client)).copied().unwrap_or(0)
 }
 
+pub(super) unsafe extern "C" fn host_control_reply(
+    rs: *mut abi::rs_t,
+    data: *const c_void,
+    len: usize,
+) -> c_int {
+    // SAFETY: as in host_send.
+    let ctx = unsafe { ctx(rs) };
+    if !matches!(ctx.callback, Callback::Control) {
+        return abi::RS_ERR_CONTEXT;
+    }
+    // SAFETY: the plugin passes `len` readable bytes.
+    let Some(data) = (unsafe { plugin_slice(data.cast::<u8>(), len) }) else {
+        return abi::RS_ERR_INVALID;
+    };
+    if ctx.control_reply.len() + data.len() > abi::RS_MAX_CONTROL_REPLY {
+        return abi::RS_ERR_TOO_BIG;
+    }
+    ctx.control_reply.extend_from_slice(data);
+    abi::RS_OK
+}
+
 pub(super) unsafe extern "C" fn host_conf(rs: *const abi::rs_t) -> *const abi::rs_conf {
     // SAFETY: as in host_send (read-only here).
     unsafe { &(*rs.cast::<HostCtx>()).conf }
@@ -462,6 +487,7 @@ impl HostCtx {
             sampling: facts.sampling,
             sample_clock: None,
             unsampled_rounds: 0,
+            control_reply: Vec::new(),
         }
     }
 

@@ -12,14 +12,18 @@ mod topics;
 mod writer;
 
 use crate::config::AppConfig;
+use crate::control::AppCommand;
 use crate::plugin::Plugin;
 use crate::records::{ClientId, Inbound, InboundRx, Opened, Outbound, OutboundTx, Requested};
 use crate::stats::{clock_ns, AppStats, Owned};
 use crate::WorkerLink;
 use clients::abi_addr;
+use crossbeam_queue::SegQueue;
 use host::{wake_worker, Callback, HostCtx, Waiting};
 use periodic::Periodic;
 use ringsocket_abi as abi;
+use ringsocket_control::Recipients;
+use ringsocket_proto::MessageKind;
 use ringsocket_proto::{CloseCode, RequestHead};
 use ringsocket_ring::SleepState;
 use std::ffi::{c_int, c_void};
@@ -46,6 +50,8 @@ pub(crate) struct AppWiring {
     pub(crate) sleep: Arc<SleepState>,
     /// The app thread's counts.
     pub(crate) stats: Owned<AppStats>,
+    /// Requests from the control thread.
+    pub(crate) commands: Arc<SegQueue<AppCommand>>,
 }
 
 /// Server-wide facts every app may read (`rs_get_conf`), and whether latencies are
@@ -65,6 +71,7 @@ pub(crate) struct AppThread {
     inbound: Vec<InboundRx>,
     state: *mut c_void,
     stop: Arc<AtomicBool>,
+    commands: Arc<SegQueue<AppCommand>>,
 }
 
 // SAFETY: the raw state pointer and the HostCtx (with its raw pointers into the app's
@@ -87,6 +94,7 @@ impl AppThread {
             workers,
             sleep,
             stats,
+            commands,
         } = wiring;
         let ctx = Box::new(HostCtx::new(
             &api::HOST_API,
@@ -104,6 +112,7 @@ impl AppThread {
             inbound,
             state: std::ptr::null_mut(),
             stop,
+            commands,
         }
     }
 
@@ -155,6 +164,10 @@ impl AppThread {
         while !self.stop.load(Ordering::Acquire) {
             let mut handled = self.drain_rings();
             handled += self.drain_events(BATCH);
+            while let Some(command) = self.commands.pop() {
+                self.command(command);
+                handled += 1;
+            }
             if handled > 0 {
                 if let Some(p) = &mut self.ctx.periodic {
                     p.reset();
@@ -168,6 +181,7 @@ impl AppThread {
                 self.ctx.sleep.announce();
                 if self.stop.load(Ordering::Acquire)
                     || !self.ctx.events.is_empty()
+                    || !self.commands.is_empty()
                     || self.inbound.iter_mut().any(|c| !c.is_empty())
                 {
                     self.ctx.sleep.withdraw();
@@ -191,6 +205,84 @@ impl AppThread {
             // SAFETY: the state init produced, after the last callback, exactly once.
             unsafe { destroy(self.state) };
         }
+    }
+
+    /// Carries out a request from the control thread (off the message path).
+    #[cold]
+    fn command(&mut self, command: AppCommand) {
+        match command {
+            AppCommand::Send {
+                to,
+                kind,
+                payload,
+                reply,
+            } => {
+                let kind = match kind {
+                    MessageKind::Text => abi::RS_UTF8,
+                    MessageKind::Binary => abi::RS_BIN,
+                };
+                self.ctx.set_current(ClientId(0), 0, 0);
+                let (target, ids, reached) = match to {
+                    Recipients::Ids { mut ids } => {
+                        ids.sort_unstable();
+                        ids.dedup();
+                        ids.retain(|&id| self.ctx.clients.contains(ClientId(id)));
+                        let n = ids.len();
+                        (abi::RS_TO_MULTI, ids, n)
+                    }
+                    Recipients::All { mut except } => {
+                        except.sort_unstable();
+                        except.dedup();
+                        let known = except
+                            .iter()
+                            .filter(|&&id| self.ctx.clients.contains(ClientId(id)))
+                            .count();
+                        let n = self.ctx.clients.len() - known;
+                        (abi::RS_TO_EVERY_EXCEPT, except, n)
+                    }
+                };
+                let status = if reached == 0 {
+                    abi::RS_OK
+                } else {
+                    self.ctx.send(target, &ids, kind, &payload, false)
+                };
+                self.ctx.wake_dirty_workers();
+                let _ = reply.send(match status {
+                    abi::RS_OK => Ok(reached as u64),
+                    abi::RS_ERR_TOO_BIG => Err("the message is larger than max_ws_msg_size".into()),
+                    code => Err(format!("the send failed with status {code}")),
+                });
+            }
+            AppCommand::Command { args, reply } => {
+                let _ = reply.send(self.control(&args));
+            }
+        }
+    }
+
+    /// Runs the control callback with `args`: its status and reply.
+    fn control(&mut self, args: &[String]) -> Result<(i32, Vec<u8>), String> {
+        let Some(control) = self.plugin.callbacks().control else {
+            return Err(format!(
+                "app {} takes no commands (it has no control callback)",
+                self.config.name
+            ));
+        };
+        let args: Vec<std::ffi::CString> = args
+            .iter()
+            .map(|a| std::ffi::CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| "an argument contains a NUL byte".to_string())?;
+        let argv: Vec<*const std::ffi::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        self.ctx.set_current(ClientId(0), 0, 0);
+        self.ctx.callback = Callback::Control;
+        self.ctx.control_reply.clear();
+        let rs = self.rs();
+        // SAFETY: the control callback with a live handle, the app's state, and `argc`
+        // NUL-terminated strings that live until it returns.
+        let status = unsafe { control(rs, self.state, argv.len() as c_int, argv.as_ptr()) };
+        self.ctx.callback = Callback::None;
+        self.ctx.wake_dirty_workers();
+        Ok((status, std::mem::take(&mut self.ctx.control_reply)))
     }
 
     /// Handles up to a batch of records from each inbound ring; returns how many.

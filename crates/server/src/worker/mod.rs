@@ -17,6 +17,7 @@ mod topics;
 
 pub(crate) use inbox::AppInbox;
 
+use crate::control::{ClientFacts, WorkerCommand};
 use crate::listener::{IpCounts, Listener};
 use crate::records::{ClientId, OutboundRx};
 use crate::stats::{clock_ns, handshake_slot, Owned, WorkerCounts};
@@ -63,6 +64,8 @@ pub(crate) struct WorkerSetup {
     pub(crate) counts: Owned<WorkerCounts>,
     /// Whether to take latency samples (metrics on).
     pub(crate) sampling: bool,
+    /// Requests from the control thread (looked at when the waker fires).
+    pub(crate) commands: std::sync::mpsc::Receiver<WorkerCommand>,
 }
 
 /// Latency samples (app send → socket write) one loop round keeps at most.
@@ -130,6 +133,9 @@ struct Worker {
     stamps: Vec<u64>,
     /// When the next round's messages may be sampled.
     next_sample: Instant,
+    commands: std::sync::mpsc::Receiver<WorkerCommand>,
+    /// When each connection was accepted (seconds after `epoch`), by slab key.
+    accepted_s: Vec<u32>,
 }
 
 /// Runs a worker until the server stops.
@@ -196,6 +202,8 @@ pub(crate) fn run(setup: WorkerSetup) {
         sampling: setup.sampling,
         stamps: Vec::with_capacity(MAX_STAMPS),
         next_sample: Instant::now(),
+        commands: setup.commands,
+        accepted_s: Vec::new(),
     };
     worker.run(plan.poll_events);
 }
@@ -248,9 +256,10 @@ impl Worker {
                     inbox.stamp_at = Some(at);
                 }
             }
+            let mut woken = false;
             for event in events.iter() {
                 match event.token() {
-                    WAKER => {}
+                    WAKER => woken = true,
                     Token(t) if t >= usize::MAX - 1 - self.listeners.len() => {
                         self.accept(usize::MAX - 1 - t)
                     }
@@ -264,7 +273,63 @@ impl Worker {
                     }
                 }
             }
+            if woken {
+                while let Ok(command) = self.commands.try_recv() {
+                    self.command(command);
+                }
+            }
         }
+    }
+
+    /// Carries out a request from the control thread (off the message path).
+    #[cold]
+    fn command(&mut self, command: WorkerCommand) {
+        match command {
+            WorkerCommand::Clients { app, reply } => {
+                let now_s = self.tick.millis() / 1000;
+                let facts = self.open[app.index()]
+                    .iter()
+                    .map(|&key| {
+                        let conn = &self.conns[key];
+                        let accepted = self.accepted_s.get(key).copied().unwrap_or(0);
+                        ClientFacts {
+                            id: conn.id,
+                            endpoint: usize::from(conn.endpoint.0),
+                            peer: conn.stream.peer_addr().ok(),
+                            age_s: now_s.saturating_sub(u64::from(accepted)),
+                            queued: conn.session.unsent() as u64,
+                        }
+                    })
+                    .collect();
+                let _ = reply.send(facts);
+            }
+            WorkerCommand::Kick {
+                client,
+                code,
+                reason,
+                reply,
+            } => {
+                let key = self.by_id.get(&client).copied();
+                let open = key.filter(|&k| self.conns[k].session.is_open());
+                if let Some(key) = open {
+                    self.with_session(key, |session, now, config, events| {
+                        session.close(code, &reason, now, &config.limits, events)
+                    });
+                }
+                let _ = reply.send(open.is_some());
+            }
+            WorkerCommand::Drain => self.config.draining = true,
+            WorkerCommand::CloseAll { code, reason } => {
+                let keys: Vec<usize> = self.open.iter().flatten().copied().collect();
+                for key in keys {
+                    self.with_session(key, |session, now, config, events| {
+                        session.close(code, &reason, now, &config.limits, events)
+                    });
+                }
+            }
+        }
+        self.flush_dirty();
+        self.notify_apps(true);
     }
 
     /// Starts the graceful stop (listeners closed, close 1001 to everyone) or checks
@@ -611,6 +676,10 @@ impl Worker {
         self.next_serial = self.next_serial.wrapping_add(1);
         let session = Session::new(port, self.tick, &self.config.limits);
         entry.insert(Conn::accepted(stream, tls, session, serial, ip_slot));
+        if self.accepted_s.len() <= key {
+            self.accepted_s.resize(key + 1, 0);
+        }
+        self.accepted_s[key] = (self.tick.millis() / 1000) as u32;
         self.settle(key);
         log::trace!("worker {}: accepted {addr} as {key}", self.index);
     }
