@@ -15,6 +15,7 @@ cd "$(dirname "$0")"
 PREFIX=/usr/local
 BIN=$PREFIX/bin/ringsocket
 CTL=$PREFIX/bin/ringsocketctl         # the operator's command line (talks to the daemon)
+CLIENT=$PREFIX/bin/ringsocket-client  # a command-line WebSocket client
 LIB=$PREFIX/lib/ringsocket
 INCLUDE=$PREFIX/include/ringsocket   # headers for plugin authors (docs/apps.md)
 HEADERS=(ringsocket.h ringsocket-v1/ringsocket.h ringsocket1/ringsocket.h)
@@ -50,7 +51,7 @@ if [[ ${1:-} == --uninstall ]]; then
     systemctl daemon-reload
   fi
   stop_direct
-  rm -f "$BIN" "$CTL"
+  rm -f "$BIN" "$CTL" "$CLIENT"
   # Remove the ringsock user only if install.sh created it.
   if [[ -e $LIB/.created-user ]] && id ringsock >/dev/null 2>&1; then userdel ringsock; fi
   rm -rf "$LIB" "$INCLUDE" "$SHARE"
@@ -77,10 +78,12 @@ put 0755 target/release/ringsocket "$BIN"
 for p in "${PLUGINS[@]}"; do put 0644 "target/release/$p" "$LIB/$p"; done
 # ringsocketctl, headers and the page do not change what runs: installing them
 # restarts nothing.
-if ! cmp -s target/release/ringsocketctl "$CTL"; then
-  install -D -m 0755 target/release/ringsocketctl "$CTL"
-  say "installed $CTL"
-fi
+for tool in ringsocketctl ringsocket-client; do
+  if ! cmp -s "target/release/$tool" "$PREFIX/bin/$tool"; then
+    install -D -m 0755 "target/release/$tool" "$PREFIX/bin/$tool"
+    say "installed $PREFIX/bin/$tool"
+  fi
+done
 if ! cmp -s apps/chat/chat.html "$SHARE/chat.html"; then
   install -D -m 0644 apps/chat/chat.html "$SHARE/chat.html"
   say "installed $SHARE/chat.html"
@@ -146,6 +149,7 @@ else
 fi
 [[ $changed -eq 1 ]] || say "nothing changed"
 say "connect to ws://127.0.0.1:8080/echo (echo, Rust), /echo-c (echo, C), /broadcast or /groups (see README)"
+say "try it: echo hello | ringsocket-client ws://127.0.0.1:8080/echo"
 say "chat: open file://$SHARE/chat.html in two browser windows"
 say "operate it: ringsocketctl status (as root or a member of the ringsock group); status page: http://127.0.0.1:9108/"
 say "app headers: -I $INCLUDE (ringsocket.h), -I $INCLUDE/ringsocket1 (RingSocket 1 apps); see docs/apps.md"

@@ -1,45 +1,13 @@
 //! `wss://` through rustls: a certificate made at test time, a real TLS client.
 
 use ringsocket_tests::*;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::json;
 use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::Message;
-
-/// A self-signed certificate for `localhost`, written as PEM files into `dir`.
-struct TestCert {
-    cert: String,
-    key: String,
-    der: CertificateDer<'static>,
-}
-
-fn make_cert(dir: &TempDir, name: &str) -> TestCert {
-    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let cert = dir.0.join(format!("{name}.crt"));
-    let key = dir.0.join(format!("{name}.key"));
-    std::fs::write(&cert, generated.cert.pem()).unwrap();
-    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
-    TestCert {
-        cert: cert.display().to_string(),
-        key: key.display().to_string(),
-        der: generated.cert.der().clone(),
-    }
-}
-
-fn tls_server(dir: &TempDir) -> (Server, TestCert) {
-    let cert = make_cert(dir, "server");
-    let mut echo = app("echo", "echo", "/echo");
-    echo["endpoints"][0]["url"] = json!("wss://localhost:{port}/echo");
-    let certs =
-        json!([{"hostnames": ["localhost"], "privkey_path": cert.key, "pubchain_path": cert.cert}]);
-    (
-        Server::start_on(false, json!([echo]), json!({"certs": certs})),
-        cert,
-    )
-}
 
 fn tls_client(
     s: &Server,

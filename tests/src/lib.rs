@@ -544,3 +544,40 @@ pub fn raise_fd_limit() {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
 }
+
+/// A self-signed certificate for `localhost`, written as PEM files into `dir`.
+pub struct TestCert {
+    /// The certificate's PEM file.
+    pub cert: String,
+    /// The key's PEM file.
+    pub key: String,
+    /// The certificate.
+    pub der: rustls::pki_types::CertificateDer<'static>,
+}
+
+/// Makes one (`NAME.crt`, `NAME.key`).
+pub fn make_cert(dir: &TempDir, name: &str) -> TestCert {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = dir.0.join(format!("{name}.crt"));
+    let key = dir.0.join(format!("{name}.key"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    TestCert {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        der: generated.cert.der().clone(),
+    }
+}
+
+/// A server with `/echo` on a `wss://` port, with a certificate made in `dir`.
+pub fn tls_server(dir: &TempDir) -> (Server, TestCert) {
+    let cert = make_cert(dir, "server");
+    let mut echo = app("echo", "echo", "/echo");
+    echo["endpoints"][0]["url"] = json!("wss://localhost:{port}/echo");
+    let certs =
+        json!([{"hostnames": ["localhost"], "privkey_path": cert.key, "pubchain_path": cert.cert}]);
+    (
+        Server::start_on(false, json!([echo]), json!({"certs": certs})),
+        cert,
+    )
+}
