@@ -5,18 +5,22 @@
 use ringsocket_tests::*;
 use serde_json::json;
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
-/// Runs `ringsocket-client ARGS`, feeding it `stdin` (then closing it unless `hold`,
-/// which keeps it open until the client exits).
-fn client(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(target_dir().join("ringsocket-client"))
+/// Starts `ringsocket-client ARGS` with its standard streams piped.
+fn spawn(args: &[&str]) -> Child {
+    Command::new(target_dir().join("ringsocket-client"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("ringsocket-client is built (cargo build --workspace)");
+        .expect("ringsocket-client is built (cargo build --workspace)")
+}
+
+/// Runs `ringsocket-client ARGS`, feeding it `stdin` and then closing it.
+fn client(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = spawn(args);
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -71,13 +75,7 @@ fn a_script_receives_pushed_messages_and_sees_the_close_code() {
     assert_eq!(text(&out.stdout), "pushed\n");
     // The app closes it with 4321 (stdin stays open: the close is the server's): status
     // 1, the code and reason on stderr.
-    let mut child = Command::new(target_dir().join("ringsocket-client"))
-        .arg(s.url("/probe"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[&s.url("/probe")]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"close 4321\n").unwrap();
     let out = child.wait_with_output().unwrap();
@@ -131,14 +129,7 @@ fn subprotocols_and_headers_reach_the_app() {
 fn pings_are_answered() {
     use std::io::{BufRead, BufReader};
     let s = Server::start(json!([app("echo", "echo", "/echo")]), json!({}));
-    let bin = target_dir().join("ringsocket-client");
-    let mut child = Command::new(bin)
-        .args([s.url("/echo").as_str(), "--ping", "0.02"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[&s.url("/echo"), "--ping", "0.02"]);
     let mut stdin = child.stdin.take().unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     // The first pong is reported; then a marker goes through and stdin ends.
