@@ -172,6 +172,22 @@ pub fn connect_jwt(params: &Params, settings: &Settings) -> Result<Identity, Rep
     }
 }
 
+/// A connection as `/info` shows it (`session` only when it has one), whether it is
+/// this node's or read back from Redis. `who`: user, session, channels.
+pub fn connection_json(
+    id: &str,
+    worker: Option<&str>,
+    last_ping: Option<u64>,
+    (user, session, channels): (&str, Option<&str>, &[&str]),
+) -> Value {
+    let mut v = json!({"id": id, "worker": worker, "lastPing": last_ping, "user": user,
+                       "channels": channels});
+    if let Some(s) = session {
+        v["session"] = json!(s);
+    }
+    v
+}
+
 /// The connections and claims `/info` shows.
 pub fn info(target: &Target, registry: &Registry, node: &str, now: u64) -> Reply {
     let connections: Vec<Value> = registry
@@ -179,12 +195,9 @@ pub fn info(target: &Target, registry: &Registry, node: &str, now: u64) -> Reply
         .into_iter()
         .filter_map(|c| registry.connection(c))
         .map(|c| {
-            let mut v = json!({"id": c.uuid.to_string(), "worker": node, "lastPing": c.last_ping,
-                               "user": &*c.user, "channels": c.channels.iter().map(|c| &**c).collect::<Vec<_>>()});
-            if let Some(s) = &c.session {
-                v["session"] = json!(s);
-            }
-            v
+            let channels: Vec<&str> = c.channels.iter().map(|c| &**c).collect();
+            let who = (&*c.user, c.session.as_deref(), &channels[..]);
+            connection_json(&c.uuid.to_string(), Some(node), Some(c.last_ping), who)
         })
         .collect();
     let claims: Vec<Value> = registry

@@ -576,14 +576,7 @@ fn read_conns(
 ) -> redis::RedisResult<Vec<Value>> {
     let (uuids, session) = match target {
         Target::Id(uuid) => (vec![uuid.clone()], None),
-        Target::User(u, s) => (
-            live_members(con, &format!("{}conns:user:{u}", cfg.prefix), now)?,
-            s.clone(),
-        ),
-        Target::Channel(c, s) => (
-            live_members(con, &format!("{}conns:channel:{c}", cfg.prefix), now)?,
-            s.clone(),
-        ),
+        _ => indexed(con, cfg, "conns", target, now)?.unwrap_or_default(),
     };
     let mut out = Vec::new();
     for uuid in uuids {
@@ -598,14 +591,39 @@ fn read_conns(
             .get("channels")
             .and_then(|c| serde_json::from_str(c).ok())
             .unwrap_or_default();
-        let mut v = json!({"id": uuid, "worker": h.get("worker"), "user": user, "channels": channels,
-                           "lastPing": h.get("lastPing").and_then(|p| p.parse::<u64>().ok())});
-        if let Some(s) = conn_session {
-            v["session"] = json!(s);
-        }
-        out.push(v);
+        let channels: Vec<&str> = channels.iter().map(String::as_str).collect();
+        let last_ping = h.get("lastPing").and_then(|p| p.parse::<u64>().ok());
+        let who = (
+            user.as_str(),
+            conn_session.map(String::as_str),
+            &channels[..],
+        );
+        out.push(crate::api::connection_json(
+            &uuid,
+            h.get("worker").map(String::as_str),
+            last_ping,
+            who,
+        ));
     }
     Ok(out)
+}
+
+/// The live members of the `kind` (`conns` or `claims`) index of a user or channel
+/// target, with the session it narrows to; `None` for an id (not indexed).
+fn indexed(
+    con: &mut redis::Connection,
+    cfg: &RedisConfig,
+    kind: &str,
+    target: &Target,
+    now: u64,
+) -> redis::RedisResult<Option<(Vec<String>, Option<String>)>> {
+    let (index, name, session) = match target {
+        Target::User(u, s) => ("user", u, s),
+        Target::Channel(c, s) => ("channel", c, s),
+        Target::Id(_) => return Ok(None),
+    };
+    let key = format!("{}{kind}:{index}:{name}", cfg.prefix);
+    Ok(Some((live_members(con, &key, now)?, session.clone())))
 }
 
 /// The live claims `target` names.
@@ -615,16 +633,8 @@ fn read_claims(
     target: &Target,
     now: u64,
 ) -> redis::RedisResult<Vec<Claim>> {
-    let (ids, session) = match target {
-        Target::Id(_) => return Ok(Vec::new()),
-        Target::User(u, s) => (
-            live_members(con, &format!("{}claims:user:{u}", cfg.prefix), now)?,
-            s.clone(),
-        ),
-        Target::Channel(c, s) => (
-            live_members(con, &format!("{}claims:channel:{c}", cfg.prefix), now)?,
-            s.clone(),
-        ),
+    let Some((ids, session)) = indexed(con, cfg, "claims", target, now)? else {
+        return Ok(Vec::new()); // claims are not found by id
     };
     let mut out = Vec::new();
     for id in ids {

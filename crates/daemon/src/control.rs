@@ -292,45 +292,55 @@ fn drain(control: &Control, timeout_s: u64, out: &mut UnixStream) -> String {
     control.start_draining();
     let start = control.connections();
     let deadline = Instant::now() + Duration::from_secs(timeout_s);
-    let progress = |out: &mut UnixStream, connections: u64, remaining: Duration| {
-        let line = ReplyLine::Progress {
-            connections,
-            remaining_s: remaining.as_secs(),
-        };
-        let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
-    };
     let mut next_report = Instant::now();
-    let mut left = control.connections();
-    while left > 0 && Instant::now() < deadline {
-        if Instant::now() >= next_report {
-            progress(
-                out,
-                left,
-                deadline.saturating_duration_since(Instant::now()),
-            );
-            next_report += Duration::from_secs(1);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        left = control.connections();
-    }
-    let closed = left;
+    let closed = wait_until_gone(control, deadline, true, &mut next_report, out);
+    let mut left = closed;
     if left > 0 {
         control.close_all(CloseCode::GOING_AWAY, "server draining");
         let until = Instant::now() + CLOSE_WAIT;
-        while left > 0 && Instant::now() < until {
-            if Instant::now() >= next_report {
-                progress(out, left, Duration::ZERO);
-                next_report += Duration::from_secs(1);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            left = control.connections();
-        }
+        left = wait_until_gone(control, until, false, &mut next_report, out);
     }
     progress(out, left, Duration::ZERO);
     done(Drained {
         left: start.saturating_sub(closed),
         closed,
     })
+}
+
+/// Writes a drain's progress line.
+fn progress(out: &mut UnixStream, connections: u64, remaining: Duration) {
+    let line = ReplyLine::Progress {
+        connections,
+        remaining_s: remaining.as_secs(),
+    };
+    let _ = writeln!(out, "{}", serde_json::to_string(&line).unwrap_or_default());
+}
+
+/// Waits until no connection is left or `until` passes, reporting the connections left
+/// at every `next_report` (then a second later); with `counting_down` the report says
+/// how long until `until`. Returns the connections left.
+fn wait_until_gone(
+    control: &Control,
+    until: Instant,
+    counting_down: bool,
+    next_report: &mut Instant,
+    out: &mut UnixStream,
+) -> u64 {
+    let mut left = control.connections();
+    while left > 0 && Instant::now() < until {
+        if Instant::now() >= *next_report {
+            let remaining = if counting_down {
+                until.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
+            progress(out, left, remaining);
+            *next_report += Duration::from_secs(1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        left = control.connections();
+    }
+    left
 }
 
 /// Removes the socket file (at exit).

@@ -151,12 +151,7 @@ impl Control {
 
     /// Open connections, all apps and endpoints.
     pub fn connections(&self) -> u64 {
-        (0..self.stats.apps.len())
-            .map(|a| {
-                self.stats
-                    .app_sum(a, |t| t.endpoints.iter().map(|e| e.open.get()).sum::<u64>())
-            })
-            .sum()
+        self.stats.open_connections()
     }
 
     /// App `app`'s connected clients, oldest first.

@@ -214,7 +214,7 @@ impl Snapshot {
             uptime_s: stats.started.elapsed().as_secs_f64(),
             config_path: stats.config_path.clone(),
             workers: stats.workers.len(),
-            ready: stats.ready.load(Ordering::Relaxed) && !stats.draining.load(Ordering::Relaxed),
+            ready: stats.is_ready(),
             draining: stats.draining.load(Ordering::Relaxed),
             connections: apps
                 .iter()
@@ -502,7 +502,7 @@ pub(crate) fn serve(server: tiny_http::Server, stats: Arc<ServerStats>, stop: Ar
             }
         };
         let path = request.url().split('?').next().unwrap_or("");
-        let ready = stats.ready.load(Ordering::Relaxed) && !stats.draining.load(Ordering::Relaxed);
+        let ready = stats.is_ready();
         let response = match path {
             "/metrics" => Response::from_string(openmetrics(Snapshot::take(&stats))).with_header(
                 header("application/openmetrics-text; version=1.0.0; charset=utf-8"),

@@ -278,6 +278,21 @@ impl ServerStats {
     pub(crate) fn app_sum(&self, a: usize, f: impl Fn(&AppTraffic) -> u64) -> u64 {
         self.traffic.iter().map(|w| f(&w[a])).sum()
     }
+
+    /// Serving and not draining (what `/ready` says).
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed) && !self.draining.load(Relaxed)
+    }
+
+    /// Open connections, all apps and endpoints.
+    pub(crate) fn open_connections(&self) -> u64 {
+        self.traffic
+            .iter()
+            .flatten()
+            .flat_map(|t| t.endpoints.iter())
+            .map(|e| e.open.get())
+            .sum()
+    }
 }
 
 #[cfg(test)]

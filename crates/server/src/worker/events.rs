@@ -85,7 +85,7 @@ impl AppEvents for ToApp<'_> {
         self.endpoint = route.endpoint;
         self.opened = true;
         let inbox = &mut self.inboxes[route.app.index()];
-        self.counts.handshakes[0].add(1); // 101
+        self.counts.handshakes[handshake_slot(101)].add(1);
         let endpoint = &inbox.traffic.endpoints[usize::from(route.endpoint.0)];
         endpoint.opened.add(1);
         endpoint.open.add(1);

@@ -311,25 +311,26 @@ impl Worker {
             } => {
                 let key = self.by_id.get(&client).copied();
                 let open = key.filter(|&k| self.conns[k].session.is_open());
-                if let Some(key) = open {
-                    self.with_session(key, |session, now, config, events| {
-                        session.close(code, &reason, now, &config.limits, events)
-                    });
-                }
+                self.close_each(open, code, &reason);
                 let _ = reply.send(open.is_some());
             }
             WorkerCommand::Drain => self.config.draining = true,
             WorkerCommand::CloseAll { code, reason } => {
                 let keys: Vec<usize> = self.open.iter().flatten().copied().collect();
-                for key in keys {
-                    self.with_session(key, |session, now, config, events| {
-                        session.close(code, &reason, now, &config.limits, events)
-                    });
-                }
+                self.close_each(keys, code, &reason);
             }
         }
         self.flush_dirty();
         self.notify_apps(true);
+    }
+
+    /// Starts the close handshake of each of these connections, with `code` and `reason`.
+    fn close_each(&mut self, keys: impl IntoIterator<Item = usize>, code: CloseCode, reason: &str) {
+        for key in keys {
+            self.with_session(key, |session, now, config, events| {
+                session.close(code, reason, now, &config.limits, events)
+            });
+        }
     }
 
     /// Starts the graceful stop (listeners closed, close 1001 to everyone) or checks
@@ -344,12 +345,7 @@ impl Worker {
                     let _ = self.poll.registry().deregister(&mut l.socket);
                 }
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-                for key in keys {
-                    self.with_session(key, |session, now, config, events| {
-                        let reason = "server shutting down";
-                        session.close(CloseCode::GOING_AWAY, reason, now, &config.limits, events)
-                    });
-                }
+                self.close_each(keys, CloseCode::GOING_AWAY, "server shutting down");
                 self.flush_dirty();
                 self.notify_apps(true);
                 *self.stopping.insert(self.now + self.stop_wait)
