@@ -138,6 +138,44 @@ fn status_clients_send_and_kick() {
     assert_eq!(text(&mut a), a_arg);
 }
 
+/// Ids name a worker's slot and its generation: once a client has gone, a send to its
+/// id reaches nobody, not the client that took its slot next.
+#[test]
+fn a_gone_clients_id_does_not_reach_the_next_client_in_its_slot() {
+    let s = Server::start(
+        json!([app("probe", "probe_app", "/probe")]),
+        json!({"worker_c": 1}),
+    );
+    let mut a = s.connect("/probe");
+    let a_id = id_of(&mut a);
+    a.close(None).unwrap();
+    while a.read().is_ok() {}
+    drop(a); // the server frees the slot once the TCP connection is gone
+    poll_until("the app to hear of a's close", || {
+        let (_, out, _) = s.ctl(&["status"], b"");
+        out.contains("connections 0")
+    });
+    // Free slots are reused: one of the next clients takes a's (once the worker has
+    // seen a's socket close).
+    let slot = |id: u64| (id >> 8) & 0xff_ffff;
+    let mut others = Vec::new();
+    let (mut b, b_id) = loop {
+        assert!(others.len() < 64, "no client took a's slot");
+        let mut ws = s.connect("/probe");
+        let id = id_of(&mut ws);
+        if slot(id) == slot(a_id) {
+            break (ws, id);
+        }
+        others.push(ws);
+    };
+    assert_ne!(b_id, a_id);
+    let (code, out, err) = s.ctl(&["send", "probe", "--to", &a_id.to_string(), "stale"], b"");
+    assert_eq!((code, out.trim()), (0, "reached 0 clients"), "{err}");
+    let (code, out, _) = s.ctl(&["send", "probe", "--to", &b_id.to_string(), "marker"], b"");
+    assert_eq!((code, out.trim()), (0, "reached 1 client"));
+    assert_eq!(text(&mut b), "marker", "b got nothing before the marker");
+}
+
 #[test]
 fn app_commands_reach_the_control_callback_in_rust_and_c() {
     let s = start();

@@ -911,12 +911,20 @@ fn idle(load: &mut Load) -> String {
     let Some(pid) = load.args.server_pid else {
         return fail(load, "idle needs --server-pid");
     };
+    // A first upgrade answered means the server is running (listening alone does not:
+    // a server may bind before it has set up), so `before` counts none of its set-up.
+    if !load.open_all(1) {
+        return fail(load, "could not open a first connection");
+    }
     let before = server_rss(pid).unwrap_or(0);
-    let n = load.args.conns;
+    let n = load.args.conns.saturating_sub(1);
     let opened = load.open_all(n);
     std::thread::sleep(Duration::from_secs(1));
     let after = server_rss(pid).unwrap_or(0);
-    let open = load.conns.iter().filter(|c| c.state == State::Open).count();
+    let open = load.conns[1..]
+        .iter()
+        .filter(|c| c.state == State::Open)
+        .count();
     if !opened || open == 0 {
         return fail(load, "could not open every connection");
     }

@@ -26,20 +26,37 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
-/// A client, as apps and workers name it: the owning worker's index in the low 8 bits
-/// and that worker's connection sequence number above. Never 0, never reused.
+/// A client, as apps and workers name it: the owning worker's index in the low 8 bits,
+/// the worker's slot for the connection in the next 24, and that slot's generation in
+/// the high 32 (each id a slot names gets the next one). An id is never 0, and names
+/// nothing again until its slot has named 2^32 more, which is never in practice; a
+/// worker finds a client by indexing, with no table of ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub u64);
 
 impl ClientId {
-    /// The id of worker `worker`'s `seq`-th connection (`seq` starts at 1).
-    pub fn new(worker: usize, seq: u64) -> ClientId {
-        ClientId((seq << 8) | worker as u64)
+    /// Slots a worker has (connections it can hold at once).
+    pub const SLOTS: usize = 1 << 24;
+
+    /// The id of generation `generation` (from 1) of slot `slot` of worker `worker`.
+    pub fn new(worker: usize, slot: usize, generation: u32) -> ClientId {
+        debug_assert!(worker < 256 && slot < Self::SLOTS && generation != 0);
+        ClientId(u64::from(generation) << 32 | (slot as u64) << 8 | worker as u64)
     }
 
     /// The worker that owns this client.
     pub fn worker(self) -> usize {
         (self.0 & 0xff) as usize
+    }
+
+    /// The owning worker's slot for it.
+    pub fn slot(self) -> usize {
+        ((self.0 >> 8) & 0xff_ffff) as usize
+    }
+
+    /// Which of the ids its slot has named this is.
+    pub fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
     }
 }
 
@@ -1250,7 +1267,7 @@ mod tests {
     #[test]
     fn inbound_round_trips() {
         let (mut tx, mut rx) = inbound_ring(4096, usize::MAX);
-        let a = ClientId::new(3, 99);
+        let a = ClientId::new(3, 99, 7);
         let peer: SocketAddr = "[2001:db8::1]:4242".parse().unwrap();
         tx.try_push(Inbound::Open(Box::new(Opened {
             client: a,
@@ -1337,13 +1354,18 @@ mod tests {
         });
         rx.pop_with(|r| assert!(matches!(r, Inbound::Stamp { at } if at == u64::MAX - 7)));
         assert!(rx.is_empty());
-        assert_eq!(a.worker(), 3);
+        assert_eq!((a.worker(), a.slot(), a.generation()), (3, 99, 7));
+        let last = ClientId::new(255, ClientId::SLOTS - 1, u32::MAX);
+        assert_eq!(
+            (last.worker(), last.slot(), last.generation()),
+            (255, ClientId::SLOTS - 1, u32::MAX)
+        );
     }
 
     #[test]
     fn requests_and_their_answers_round_trip() {
         let (mut tx, mut rx) = inbound_ring(4096, usize::MAX);
-        let a = ClientId::new(1, 5);
+        let a = ClientId::new(1, 5, 1);
         let peer: SocketAddr = "10.0.0.9:1234".parse().unwrap();
         let request = b"POST /send HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
         for (upgrade, bytes) in [

@@ -838,7 +838,10 @@ impl Config {
                 limits,
                 draining: false,
             },
-            max_conns_per_worker: conn_fds.div_ceil(workers).max(1),
+            // A worker names its connections by slot (see `ClientId`).
+            max_conns_per_worker: conn_fds
+                .div_ceil(workers)
+                .clamp(1, crate::records::ClientId::SLOTS),
             max_conns_per_ip: self.max_conns_per_ip,
             buffered_per_worker: (budget / workers).max(2 * out_cap),
             // A request head up to the limit must fit whole, and a frame header plus a

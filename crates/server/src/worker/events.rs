@@ -35,18 +35,44 @@ pub(crate) struct ToApp<'a> {
     pub(crate) counts: &'a WorkerCounts,
 }
 
-/// Hands out a worker's client ids: never 0, never reused.
+/// Hands out a worker's client ids (see [`ClientId`]): it keeps each slab key's latest
+/// generation, also when the key is vacant.
 pub(crate) struct IdSource {
     pub(crate) worker: usize,
-    pub(crate) next_seq: u64,
+    generations: Vec<u32>,
 }
 
 impl IdSource {
-    fn next(&mut self) -> ClientId {
-        let id = ClientId::new(self.worker, self.next_seq);
-        self.next_seq += 1;
-        id
+    /// The ids of worker `worker`.
+    pub(crate) fn new(worker: usize) -> IdSource {
+        IdSource {
+            worker,
+            generations: Vec::new(),
+        }
     }
+
+    /// The next generation of slab key `key` (never 0): a new id's, or the tag that
+    /// tells a connection just accepted there from the key's earlier ones.
+    pub(crate) fn next_generation(&mut self, key: usize) -> u32 {
+        if self.generations.len() <= key {
+            self.generations.resize(key + 1, 0);
+        }
+        let generation = &mut self.generations[key];
+        *generation = generation.checked_add(1).unwrap_or(1);
+        *generation
+    }
+
+    /// A new id for the connection at slab key `key`.
+    fn next(&mut self, key: usize) -> ClientId {
+        ClientId::new(self.worker, key, self.next_generation(key))
+    }
+}
+
+/// The slab key of client `id`'s connection, if one here still goes by that id.
+#[inline]
+pub(crate) fn key_of(conns: &slab::Slab<Conn>, id: ClientId) -> Option<usize> {
+    let key = id.slot();
+    conns.get(key).filter(|c| c.id == id).map(|_| key)
 }
 
 impl<'a> ToApp<'a> {
@@ -79,7 +105,7 @@ impl<'a> ToApp<'a> {
 impl AppEvents for ToApp<'_> {
     fn open(&mut self, route: &Route, protocol: Option<usize>, head: &[u8], decided: bool) {
         if !decided {
-            self.client = self.ids.next();
+            self.client = self.ids.next(self.key);
         }
         self.app = route.app;
         self.endpoint = route.endpoint;
@@ -102,7 +128,7 @@ impl AppEvents for ToApp<'_> {
     }
 
     fn request(&mut self, route: &Route, kind: RequestKind, head: &[u8], body: &[u8]) {
-        self.client = self.ids.next();
+        self.client = self.ids.next(self.key);
         self.app = route.app;
         self.endpoint = route.endpoint;
         self.requested = true;

@@ -19,18 +19,17 @@ pub(crate) use inbox::AppInbox;
 
 use crate::control::{ClientFacts, WorkerCommand};
 use crate::listener::{IpCounts, Listener};
-use crate::records::{ClientId, OutboundRx};
+use crate::records::OutboundRx;
 use crate::stats::{clock_ns, handshake_slot, Owned, WorkerCounts};
 use crate::WorkerLink;
 use conn::{Conn, ListSlot};
-use events::{IdSource, ToApp};
+use events::{key_of, IdSource, ToApp};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use outbound::{Apply, Budget};
 use ringsocket_proto::handshake::HandshakeError;
 use ringsocket_proto::CloseCode;
 use ringsocket_session::{AppIndex, Drained, Epoch, Session, SessionConfig, Tick};
-use rustc_hash::FxHashMap;
 use slab::Slab;
 use std::io::{ErrorKind, Write};
 use std::net::SocketAddr;
@@ -90,7 +89,6 @@ struct Worker {
     listeners: Vec<Listening>,
     tls: Option<Arc<rustls::ServerConfig>>,
     conns: Slab<Conn>,
-    by_id: FxHashMap<ClientId, usize>,
     /// Topic subscribers among this worker's connections.
     topics: topics::Topics,
     /// Each app's open connections (slab keys).
@@ -110,7 +108,6 @@ struct Worker {
     opened_by_app: Vec<usize>,
     timers: Timers,
     ids: IdSource,
-    next_serial: u32,
     budget: Budget,
     ip_counts: Option<Arc<IpCounts>>,
     /// Kept open so that, out of file descriptors, a client can still be accepted and
@@ -166,7 +163,6 @@ pub(crate) fn run(setup: WorkerSetup) {
         listeners,
         tls: setup.tls,
         conns: Slab::new(),
-        by_id: FxHashMap::default(),
         topics: topics::Topics::default(),
         open: vec![Vec::new(); setup.inboxes.len()],
         inboxes: setup.inboxes,
@@ -180,11 +176,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         to_read: Vec::new(),
         opened_by_app: Vec::new(),
         timers: Timers::default(),
-        ids: IdSource {
-            worker: setup.index,
-            next_seq: 1,
-        },
-        next_serial: 1,
+        ids: IdSource::new(setup.index),
         budget: Budget {
             used: 0,
             max: plan.buffered_per_worker,
@@ -309,7 +301,7 @@ impl Worker {
                 reason,
                 reply,
             } => {
-                let key = self.by_id.get(&client).copied();
+                let key = key_of(&self.conns, client);
                 let open = key.filter(|&k| self.conns[k].session.is_open());
                 self.close_each(open, code, &reason);
                 let _ = reply.send(open.is_some());
@@ -411,7 +403,6 @@ impl Worker {
             conn.id = client;
             conn.app = app;
             conn.endpoint = endpoint;
-            self.by_id.insert(client, key);
         }
         if opened {
             conn.id = client;
@@ -433,7 +424,6 @@ impl Worker {
         conn.just_opened = true;
         conn.app_slot = Some(ListSlot::new(self.open[conn.app.index()].len()));
         self.open[conn.app.index()].push(key);
-        self.by_id.insert(conn.id, key);
     }
 
     /// Brings the worker's view of connection `key` up to date with its session: off
@@ -496,7 +486,6 @@ impl Worker {
     fn apply_context<'a>(&'a mut self, unsettled: &'a mut Vec<usize>) -> Apply<'a> {
         Apply {
             conns: &mut self.conns,
-            by_id: &mut self.by_id,
             inboxes: &mut self.inboxes,
             ids: &mut self.ids,
             dirty: &mut self.dirty,
@@ -517,9 +506,6 @@ impl Worker {
     fn remove(&mut self, key: usize) {
         let mut conn = self.conns.remove(key);
         debug_assert!(conn.app_slot.is_none(), "an open connection is removed");
-        if conn.id.0 != 0 {
-            self.by_id.remove(&conn.id);
-        }
         if let (Some(counts), Some(slot)) = (&self.ip_counts, conn.ip_slot) {
             counts.release(slot);
         }
@@ -668,8 +654,7 @@ impl Worker {
             log::warn!("worker {}: cannot register {addr}: {e}", self.index);
             return release(&self.ip_counts);
         }
-        let serial = self.next_serial;
-        self.next_serial = self.next_serial.wrapping_add(1);
+        let serial = self.ids.next_generation(key);
         let session = Session::new(port, self.tick, &self.config.limits);
         entry.insert(Conn::accepted(stream, tls, session, serial, ip_slot));
         if self.accepted_s.len() <= key {

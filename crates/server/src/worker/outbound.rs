@@ -2,7 +2,7 @@
 //! they are queued under.
 
 use super::conn::{prefetch_ahead, Conn};
-use super::events::{IdSource, ToApp};
+use super::events::{key_of, IdSource, ToApp};
 use super::inbox::AppInbox;
 use super::topics::Topics;
 use crate::records::{ClientId, Group, Outbound};
@@ -10,7 +10,6 @@ use crate::stats::{handshake_slot, WorkerCounts};
 use ringsocket_proto::CloseCode;
 use ringsocket_proto::HttpResponse;
 use ringsocket_session::{AppIndex, Frame, Limits, Sent, SessionConfig, Tick};
-use rustc_hash::FxHashMap;
 use slab::Slab;
 
 /// The bytes a worker's connections hold in buffers, and the most they may.
@@ -33,7 +32,6 @@ impl Budget {
 /// ring being drained).
 pub(crate) struct Apply<'a> {
     pub(crate) conns: &'a mut Slab<Conn>,
-    pub(crate) by_id: &'a mut FxHashMap<ClientId, usize>,
     pub(crate) inboxes: &'a mut [AppInbox],
     pub(crate) ids: &'a mut IdSource,
     /// Connections with output to write.
@@ -60,7 +58,7 @@ impl Apply<'_> {
     pub(crate) fn record(&mut self, app: AppIndex, open: &[usize], record: Outbound<'_>) {
         match record {
             Outbound::Closed { client } => {
-                if let Some(&key) = self.by_id.get(&client) {
+                if let Some(key) = key_of(self.conns, client) {
                     self.conns[key].session.app_done(self.now, self.limits);
                     self.unsettled.push(key);
                 }
@@ -69,7 +67,7 @@ impl Apply<'_> {
                 client,
                 frame_payload,
             } => {
-                let Some(&key) = self.by_id.get(&client) else {
+                let Some(key) = key_of(self.conns, client) else {
                     return;
                 };
                 let conn = &mut self.conns[key];
@@ -89,7 +87,7 @@ impl Apply<'_> {
                 match to.group {
                     Group::List => {
                         for id in to.ids.iter() {
-                            if let Some(&key) = self.by_id.get(&id) {
+                            if let Some(key) = key_of(self.conns, id) {
                                 if self.conns[key].app == app {
                                     queued += self.deliver(key, &frame);
                                 }
@@ -110,8 +108,8 @@ impl Apply<'_> {
                         let list = self.topics.take(app, topic);
                         if except.len() <= 1 {
                             // The usual "all but the sender": one key to skip, found once.
-                            let skip = except.iter().next().and_then(|id| self.by_id.get(&id));
-                            let skip = skip.map_or(u32::MAX, |&k| k as u32);
+                            let skip = except.iter().next().and_then(|id| key_of(self.conns, id));
+                            let skip = skip.map_or(u32::MAX, |k| k as u32);
                             for (at, &key) in list.iter().enumerate() {
                                 prefetch_ahead(self.conns, at, |i| {
                                     list.get(i).map(|&k| k as usize)
@@ -166,7 +164,7 @@ impl Apply<'_> {
     fn answer(&mut self, app: AppIndex, record: Outbound<'_>) {
         match record {
             Outbound::Accept { client } => {
-                let Some(&key) = self.by_id.get(&client) else {
+                let Some(key) = key_of(self.conns, client) else {
                     return; // the request was cancelled
                 };
                 let conn = &mut self.conns[key];
@@ -189,7 +187,7 @@ impl Apply<'_> {
                 bytes,
                 headers_len,
             } => {
-                let Some(&key) = self.by_id.get(&client) else {
+                let Some(key) = key_of(self.conns, client) else {
                     return; // the request was cancelled
                 };
                 let conn = &mut self.conns[key];
@@ -208,7 +206,6 @@ impl Apply<'_> {
                 };
                 if conn.session.respond(&response, self.now, self.limits) {
                     // The request is answered: its id names nothing any more.
-                    self.by_id.remove(&client);
                     conn.id = ClientId(0);
                     self.unsettled.push(key);
                     // A pipelined request may wait in its input.
@@ -221,7 +218,7 @@ impl Apply<'_> {
 
     /// The key of `client`, if it is an open connection of `app` here.
     fn open_conn(&self, app: AppIndex, client: ClientId) -> Option<usize> {
-        let &key = self.by_id.get(&client)?;
+        let key = key_of(self.conns, client)?;
         let conn = &self.conns[key];
         (conn.app == app && conn.session.is_open()).then_some(key)
     }
