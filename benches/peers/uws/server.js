@@ -1,5 +1,6 @@
 // uWebSockets.js (the npm package @trufflesuite/uws-js-unofficial, prebuilt) as a peer
-// in benches/run: `node server.js --port N --mode echo|broadcast`.
+// in benches/run: `node server.js --port N --mode echo|broadcast [--cert FILE --key FILE]`
+// (with a certificate and key: TLS, uWS.SSLApp).
 //   echo:      every message goes back to its sender, as received.
 //   broadcast: every client subscribes to one topic; every message is published to it
 //              (uWS's own pub/sub, the sender included, as ringsocket's broadcast app).
@@ -18,7 +19,8 @@ if (mode !== "echo" && mode !== "broadcast") {
   process.exit(2);
 }
 
-const app = uWS.App();
+const cert = arg("--cert", null);
+const app = cert ? uWS.SSLApp({ cert_file_name: cert, key_file_name: arg("--key", "") }) : uWS.App();
 app.ws("/*", {
   compression: uWS.DISABLED,
   maxPayloadLength: 16 * 1024 * 1024,

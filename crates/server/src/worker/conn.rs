@@ -2,6 +2,7 @@
 //! [`Session`], and the worker's bookkeeping. The I/O here only moves bytes between
 //! the socket and the session; every decision is the session's.
 
+use super::tls::Tls;
 use crate::listener::IpSlot;
 use crate::records::ClientId;
 use mio::net::TcpStream;
@@ -76,7 +77,7 @@ impl ListSlot {
 pub(crate) struct Conn {
     pub(crate) stream: TcpStream,
     /// The TLS session, on `wss://` ports.
-    pub(crate) tls: Option<Box<rustls::ServerConnection>>,
+    pub(crate) tls: Option<Box<Tls>>,
     pub(crate) session: Session,
     /// Tells reused slab keys apart (wraps after 2^32 connections of one worker,
     /// long after any stale timer entry of the same key is gone).
@@ -110,7 +111,7 @@ impl Conn {
     /// A connection just accepted: waiting for its upgrade request, known to no app.
     pub(crate) fn accepted(
         stream: TcpStream,
-        tls: Option<Box<rustls::ServerConnection>>,
+        tls: Option<Box<Tls>>,
         session: Session,
         serial: u32,
         ip_slot: Option<IpSlot>,
@@ -136,29 +137,20 @@ impl Conn {
 
     /// Heap bytes its buffers hold now.
     pub(crate) fn held(&self) -> usize {
-        self.session.held() + self.pending.capacity()
+        self.session.held() + self.pending.capacity() + self.tls.as_ref().map_or(0, |t| t.held())
     }
 
-    /// Reads application bytes (decrypted on TLS connections) into `buf`.
-    /// `Ok(0)` is the end of the stream; `WouldBlock` means wait for readiness.
-    pub(crate) fn read_plain(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let Some(tls) = self.tls.as_mut() else {
-            return self.stream.read(buf);
-        };
-        loop {
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            if tls.read_tls(&mut self.stream)? == 0 {
-                return Ok(0);
-            }
-            if let Err(e) = tls.process_new_packets() {
-                // Last gasp: send the alert that explains the failure.
-                let _ = tls.write_tls(&mut self.stream);
-                return Err(std::io::Error::new(ErrorKind::InvalidData, e));
-            }
+    /// Reads application bytes (decrypted on TLS connections, with `scratch` for the
+    /// TLS bytes) into `buf`. `Ok(0)` is the end of the stream; `WouldBlock` means wait
+    /// for readiness.
+    pub(crate) fn read_plain(
+        &mut self,
+        scratch: &mut [u8],
+        buf: &mut [u8],
+    ) -> std::io::Result<usize> {
+        match self.tls.as_mut() {
+            None => self.stream.read(buf),
+            Some(tls) => tls.read(&mut self.stream, scratch, buf),
         }
     }
 
@@ -167,9 +159,10 @@ impl Conn {
         self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
-    /// Writes the session's output (through TLS where there is TLS) until done or the
-    /// socket would block. Returns whether everything was written.
-    pub(crate) fn write_out(&mut self) -> std::io::Result<bool> {
+    /// Writes the session's output (through TLS where there is TLS, with `scratch` to
+    /// encrypt in) until done or the socket would block. Returns whether everything
+    /// was written.
+    pub(crate) fn write_out(&mut self, scratch: &mut [u8]) -> std::io::Result<bool> {
         let Some(tls) = self.tls.as_mut() else {
             while !self.session.output().is_empty() {
                 match self.stream.write(self.session.output()) {
@@ -181,37 +174,15 @@ impl Conn {
             }
             return Ok(true);
         };
-        loop {
-            let mut moved = 0;
-            if !self.session.output().is_empty() {
-                // rustls takes what fits its buffer limit (it never grows unbounded).
-                moved = tls.writer().write(self.session.output())?;
-                self.session.advance_output(moved);
-            }
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.stream) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if self.session.output().is_empty() {
-                return Ok(true);
-            }
-            if moved == 0 {
-                // Plaintext cannot go out before the TLS handshake completes; the read
-                // side marks the connection for flushing when it does.
-                return Ok(false);
-            }
-        }
+        let (taken, done) = tls.write(&mut self.stream, scratch, self.session.output())?;
+        self.session.advance_output(taken);
+        Ok(done)
     }
 
     /// Ends the write side: a TLS close_notify (best effort), then a TCP FIN.
-    pub(crate) fn shutdown_write(&mut self) {
+    pub(crate) fn shutdown_write(&mut self, scratch: &mut [u8]) {
         if let Some(tls) = self.tls.as_mut() {
-            tls.send_close_notify();
-            let _ = tls.write_tls(&mut self.stream);
+            tls.close_notify(&mut self.stream, scratch);
         }
         let _ = self.stream.shutdown(Shutdown::Write);
     }

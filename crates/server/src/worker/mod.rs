@@ -13,6 +13,7 @@ mod events;
 mod inbox;
 mod outbound;
 mod timers;
+mod tls;
 mod topics;
 
 pub(crate) use inbox::AppInbox;
@@ -99,6 +100,9 @@ struct Worker {
     max_conns: usize,
     stop_wait: Duration,
     rbuf: Box<[u8]>,
+    /// Where TLS records are read and encrypted ([`tls::SCRATCH`] bytes; empty
+    /// without TLS).
+    tls_scratch: Box<[u8]>,
     dirty: Vec<usize>,
     /// Connections to settle once the ring being drained is released.
     unsettled: Vec<usize>,
@@ -156,6 +160,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         });
     }
     let plan = setup.plan;
+    let scratch = if setup.tls.is_some() { tls::SCRATCH } else { 0 };
     let mut worker = Worker {
         index: setup.index,
         poll: setup.poll,
@@ -171,6 +176,7 @@ pub(crate) fn run(setup: WorkerSetup) {
         max_conns: plan.max_conns_per_worker,
         stop_wait: plan.stop_wait,
         rbuf: vec![0; plan.read_buf].into_boxed_slice(),
+        tls_scratch: vec![0; scratch].into_boxed_slice(),
         dirty: Vec::new(),
         unsettled: Vec::new(),
         to_read: Vec::new(),
@@ -634,7 +640,7 @@ impl Worker {
         let _ = stream.set_nodelay(true);
         let tls = match (secure, &self.tls) {
             (false, _) => None,
-            (true, Some(config)) => match rustls::ServerConnection::new(config.clone()) {
+            (true, Some(config)) => match tls::Tls::new(config.clone()) {
                 Ok(tls) => Some(Box::new(tls)),
                 Err(e) => {
                     log::warn!("worker {}: cannot start TLS for {addr}: {e}", self.index);
@@ -691,7 +697,7 @@ impl Worker {
         let (got, eof, blocked) = if held == rbuf.len() {
             (0, false, false)
         } else {
-            match conn.read_plain(&mut rbuf[held..]) {
+            match conn.read_plain(&mut self.tls_scratch, &mut rbuf[held..]) {
                 Ok(0) => (0, true, false),
                 Ok(n) => (n, false, false),
                 Err(e) if would_block(&e) => (0, false, true),
@@ -775,7 +781,7 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        match conn.write_out() {
+        match conn.write_out(&mut self.tls_scratch) {
             Ok(true) => {}
             Ok(false) => return self.budget.account(conn),
             Err(e) => {
@@ -784,7 +790,7 @@ impl Worker {
             }
         }
         if conn.session.output_drained(self.tick, &self.config.limits) == Drained::ShutdownWrite {
-            conn.shutdown_write();
+            conn.shutdown_write(&mut self.tls_scratch);
             if self.stopping.is_some() {
                 // Stopping: the close handshake is done; don't wait for the client's FIN.
                 return self.remove(key);
