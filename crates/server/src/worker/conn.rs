@@ -2,13 +2,14 @@
 //! [`Session`], and the worker's bookkeeping. The I/O here only moves bytes between
 //! the socket and the session; every decision is the session's.
 
+use super::io::write_until_blocked;
 use super::tls::Tls;
 use crate::listener::IpSlot;
 use crate::records::ClientId;
 use mio::net::TcpStream;
 use ringsocket_session::{prefetch, AppIndex, EndpointIndex, LazyVec, Session, Tick};
 use slab::Slab;
-use std::io::{ErrorKind, Read, Write};
+use std::io::Read;
 use std::net::Shutdown;
 use std::num::NonZeroU32;
 
@@ -164,15 +165,9 @@ impl Conn {
     /// was written.
     pub(crate) fn write_out(&mut self, scratch: &mut [u8]) -> std::io::Result<bool> {
         let Some(tls) = self.tls.as_mut() else {
-            while !self.session.output().is_empty() {
-                match self.stream.write(self.session.output()) {
-                    Ok(n) => self.session.advance_output(n),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            return Ok(true);
+            let written = write_until_blocked(&mut self.stream, self.session.output())?;
+            self.session.advance_output(written);
+            return Ok(self.session.output().is_empty());
         };
         let (taken, done) = tls.write(&mut self.stream, scratch, self.session.output())?;
         self.session.advance_output(taken);

@@ -11,6 +11,7 @@
 mod conn;
 mod events;
 mod inbox;
+mod io;
 mod outbound;
 mod timers;
 mod tls;

@@ -5,10 +5,11 @@
 //! connection holds no buffer — rustls's buffered API keeps 4 KiB of it per connection
 //! for good.
 
+use super::io::write_until_blocked;
 use mio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::sync::Arc;
 
 /// The largest TLS record on the wire: 16 KiB of plaintext, the cipher's expansion
@@ -47,6 +48,26 @@ enum Step {
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, e.to_string())
+}
+
+/// Moves the decrypted records `traffic` has into `buf` from `*n` on (advancing `*n`),
+/// and what does not fit into `plain`; returns how many more bytes to discard.
+fn drain_records(
+    traffic: &mut rustls::unbuffered::ReadTraffic<'_, '_, rustls::server::ServerConnectionData>,
+    buf: &mut [u8],
+    n: &mut usize,
+    plain: &mut Vec<u8>,
+) -> Result<usize, rustls::Error> {
+    let mut discard = 0;
+    while let Some(record) = traffic.next_record() {
+        let record = record?;
+        discard += record.discard;
+        let take = record.payload.len().min(buf.len() - *n);
+        buf[*n..*n + take].copy_from_slice(&record.payload[..take]);
+        *n += take;
+        plain.extend_from_slice(&record.payload[take..]);
+    }
+    Ok(discard)
 }
 
 /// Appends what `encode` holds to `outgoing`.
@@ -115,23 +136,13 @@ impl Tls {
             let step = match status.state {
                 Err(e) => Step::Failed(e),
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
-                    let mut step = Step::Again;
-                    while let Some(record) = traffic.next_record() {
-                        match record {
-                            Ok(record) => {
-                                discard += record.discard;
-                                let take = record.payload.len().min(buf.len() - n);
-                                buf[n..n + take].copy_from_slice(&record.payload[..take]);
-                                n += take;
-                                self.plain.extend_from_slice(&record.payload[take..]);
-                            }
-                            Err(e) => {
-                                step = Step::Failed(e);
-                                break;
-                            }
+                    match drain_records(&mut traffic, buf, &mut n, &mut self.plain) {
+                        Ok(more) => {
+                            discard += more;
+                            Step::Again
                         }
+                        Err(e) => Step::Failed(e),
                     }
-                    step
                 }
                 Ok(ConnectionState::EncodeTlsData(mut encode)) => {
                     match encode_into(&mut encode, &mut self.outgoing) {
@@ -208,24 +219,13 @@ impl Tls {
 
     /// Writes held TLS bytes until done (`Ok(true)`) or the socket would block.
     fn send_outgoing(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        let mut written = 0;
-        let result = loop {
-            if written == self.outgoing.len() {
-                break Ok(true);
-            }
-            match stream.write(&self.outgoing[written..]) {
-                Ok(n) => written += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break Ok(false),
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
+        let written = write_until_blocked(stream, &self.outgoing)?;
         if written == self.outgoing.len() {
             self.outgoing = Vec::new();
-        } else {
-            self.outgoing.drain(..written);
+            return Ok(true);
         }
-        result
+        self.outgoing.drain(..written);
+        Ok(false)
     }
 
     /// Encodes and sends (as far as the socket takes it) what rustls queued after a
@@ -259,7 +259,7 @@ impl Tls {
         let mut taken = 0;
         while taken < output.len() {
             let status = self.conn.process_tls_records(&mut self.incoming);
-            let discard = status.discard;
+            let mut discard = status.discard;
             let step = match status.state {
                 Err(e) => return Err(invalid(e)),
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
@@ -274,15 +274,7 @@ impl Tls {
                     taken += chunk.len();
                     // Straight from the scratch buffer; only what the socket does not
                     // take is kept.
-                    let mut sent = 0;
-                    while sent < sealed {
-                        match stream.write(&scratch[sent..sealed]) {
-                            Ok(k) => sent += k,
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
+                    let sent = write_until_blocked(stream, &scratch[..sealed])?;
                     self.outgoing.extend_from_slice(&scratch[sent..sealed]);
                     Step::Transmit
                 }
@@ -296,10 +288,8 @@ impl Tls {
                 }
                 Ok(ConnectionState::ReadTraffic(mut traffic)) => {
                     // Decrypted earlier than the reader asked: kept for it.
-                    while let Some(record) = traffic.next_record() {
-                        let record = record.map_err(invalid)?;
-                        self.plain.extend_from_slice(record.payload);
-                    }
+                    discard += drain_records(&mut traffic, &mut [], &mut 0, &mut self.plain)
+                        .map_err(invalid)?;
                     Step::Again
                 }
                 Ok(ConnectionState::PeerClosed) => {
