@@ -129,6 +129,135 @@ fn tls_records_that_arrive_in_pieces_are_put_together() {
     }
 }
 
+/// A `wss://` client that sends and never reads is closed at the outbound cap (1008),
+/// as on `ws://`: TLS holds at most one sealed chunk of its output, never more.
+#[test]
+fn a_deaf_wss_client_is_closed_at_the_outbound_cap_not_buffered() {
+    let dir = TempDir::new();
+    let cert = make_cert(&dir, "server");
+    let mut echo = app("echo", "echo", "/echo");
+    echo["endpoints"][0]["url"] = json!("wss://localhost:{port}/echo");
+    let certs =
+        json!([{"hostnames": ["localhost"], "privkey_path": cert.key, "pubchain_path": cert.cert}]);
+    let s = Server::start_on(
+        false,
+        json!([echo]),
+        json!({"certs": certs, "max_ws_msg_size": 1000, "max_outbound_buf_size": 20000}),
+    );
+    let stream = tls_client(&s, &cert, &[]);
+    let url = format!("wss://localhost:{}/echo", s.port);
+    let (mut ws, _) =
+        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    ws.get_ref()
+        .sock
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // Far more echoes than the kernel's buffers hold, none of them read.
+    let message = Message::binary(vec![7u8; 1000]);
+    for _ in 0..40_000 {
+        if ws.send(message.clone()).is_err() {
+            break; // the server closed the connection
+        }
+    }
+    let code = loop {
+        match ws.read() {
+            Ok(Message::Binary(_)) => {}
+            Ok(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+            other => panic!("expected echoes then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1008));
+}
+
+/// A handshake message announced as 16 MiB is refused on its header, not buffered, and
+/// the worker goes on serving. (It once panicked the worker: the alert step handed
+/// rustls an empty buffer where its deframer kept positions.)
+#[test]
+fn an_oversized_handshake_message_is_refused_not_buffered() {
+    let dir = TempDir::new();
+    let (s, cert) = tls_server(&dir);
+    let mut stream = s.raw();
+    // One 16 KiB record opening a ClientHello of 16 MiB; nothing more is sent, so only
+    // a refusal of the header ends the connection before the read times out.
+    let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0xff, 0xff, 0xff];
+    record.resize(5 + 16 * 1024, 0);
+    stream.write_all(&record).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(reads_eof(&mut stream), "the server drops the connection");
+    let stream = tls_client(&s, &cert, &[]);
+    let url = format!("wss://localhost:{}/echo", s.port);
+    let (mut ws, _) =
+        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    ws.send(Message::text("still here")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("still here"));
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}
+
+/// Random bytes on a TLS port — raw, shaped as TLS records, and after a completed
+/// handshake — end those connections and nothing else: no worker panics (rustls's
+/// errors included) and the server goes on serving.
+#[test]
+fn tls_garbage_never_takes_the_server_down() {
+    let dir = TempDir::new();
+    let (s, cert) = tls_server(&dir);
+    // A small xorshift generator: deterministic, so a failure can be replayed.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut after_handshake = 0;
+    for round in 0..150 {
+        let len = (next() % 2000) as usize;
+        let junk: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let mut bytes = Vec::new();
+        match round % 3 {
+            0 => bytes = junk,
+            1 => {
+                // A record header of a random type and length, then junk.
+                let kind = [0x14, 0x15, 0x16, 0x17][(next() % 4) as usize];
+                bytes.extend_from_slice(&[kind, 0x03, (next() % 5) as u8]);
+                bytes.extend_from_slice(&((next() % 0x4200) as u16).to_be_bytes());
+                bytes.extend_from_slice(&junk);
+            }
+            _ => {
+                // Junk records after a real handshake.
+                let mut tls = tls_client(&s, &cert, &[]);
+                let url = format!("wss://localhost:{}/echo", s.port);
+                let Ok((ws, _)) =
+                    tungstenite::client::client_with_config(url, &mut tls, Some(client_config()))
+                else {
+                    continue;
+                };
+                drop(ws);
+                after_handshake += 1;
+                let mut record = vec![0x17, 0x03, 0x03];
+                record.extend_from_slice(&(junk.len() as u16).to_be_bytes());
+                record.extend_from_slice(&junk);
+                let _ = tls.sock.write_all(&record);
+                continue;
+            }
+        }
+        let mut stream = s.raw();
+        let _ = stream.write_all(&bytes);
+    }
+    assert_eq!(
+        after_handshake, 50,
+        "every third round got through its handshake"
+    );
+    let stream = tls_client(&s, &cert, &[]);
+    let url = format!("wss://localhost:{}/echo", s.port);
+    let (mut ws, _) =
+        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    ws.send(Message::text("still serving")).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text("still serving"));
+    assert!(!s.log().contains("panicked"), "{}", s.log());
+}
+
 #[test]
 fn tls_handshakes_do_not_block_other_connections() {
     let dir = TempDir::new();
@@ -165,6 +294,7 @@ fn plaintext_on_a_tls_port_is_refused() {
     );
     assert_eq!(buf[5], 2, "fatal");
     assert!(reads_eof(&mut stream), "the server drops the connection");
+    assert!(!s.log().contains("panicked"), "{}", s.log());
 }
 
 fn fails_to_start(config: serde_json::Value, dir: &TempDir, expected: &[&str]) {

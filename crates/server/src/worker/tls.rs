@@ -46,6 +46,14 @@ enum Step {
     Failed(rustls::Error),
 }
 
+/// Runs `f`, turning a panic inside rustls into the connection's error: a library bug
+/// that one client's bytes reach must end that connection, not the worker (which
+/// aborts the process on a panic).
+fn guarded<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(io::Error::other("the TLS library panicked")))
+}
+
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(ErrorKind::InvalidData, e.to_string())
 }
@@ -124,6 +132,15 @@ impl Tls {
         scratch: &mut [u8],
         buf: &mut [u8],
     ) -> io::Result<usize> {
+        guarded(|| self.read_unguarded(stream, scratch, buf))
+    }
+
+    fn read_unguarded(
+        &mut self,
+        stream: &mut TcpStream,
+        scratch: &mut [u8],
+        buf: &mut [u8],
+    ) -> io::Result<usize> {
         let mut n = self.take_plain(buf);
         if n == buf.len() {
             return Ok(n);
@@ -188,7 +205,7 @@ impl Tls {
                 },
                 Step::Failed(e) => {
                     // Last gasp: the alert that explains the failure.
-                    self.send_alert(stream);
+                    self.send_alert(stream, &mut scratch[..filled]);
                     break Err(invalid(e));
                 }
             }
@@ -229,14 +246,28 @@ impl Tls {
     }
 
     /// Encodes and sends (as far as the socket takes it) what rustls queued after a
-    /// failure: the fatal alert.
-    fn send_alert(&mut self, stream: &mut TcpStream) {
-        for _ in 0..4 {
-            let status = self.conn.process_tls_records(&mut []);
-            let Ok(ConnectionState::EncodeTlsData(mut encode)) = status.state else {
+    /// failure: the fatal alert, if it made one. rustls is only asked while it has
+    /// records queued, so it never deframes the failed input again (that would make a
+    /// second fatal alert, which it asserts against). `incoming` must be the received
+    /// bytes as rustls last saw them, less what it said to discard: its deframer keeps
+    /// positions in them (an empty buffer makes it index out of bounds).
+    fn send_alert(&mut self, stream: &mut TcpStream, incoming: &mut [u8]) {
+        let mut len = incoming.len();
+        for _ in 0..8 {
+            if !self.conn.wants_write() {
                 break;
+            }
+            let status = self.conn.process_tls_records(&mut incoming[..len]);
+            let discard = status.discard;
+            let encoded = match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                    encode_into(&mut encode, &mut self.outgoing).is_ok()
+                }
+                _ => false,
             };
-            if encode_into(&mut encode, &mut self.outgoing).is_err() {
+            incoming.copy_within(discard..len, 0);
+            len -= discard;
+            if !encoded {
                 break;
             }
         }
@@ -248,6 +279,15 @@ impl Tls {
     /// whether everything, held bytes included, went out. Before the handshake is done
     /// nothing is taken.
     pub(crate) fn write(
+        &mut self,
+        stream: &mut TcpStream,
+        scratch: &mut [u8],
+        output: &[u8],
+    ) -> io::Result<(usize, bool)> {
+        guarded(|| self.write_unguarded(stream, scratch, output))
+    }
+
+    fn write_unguarded(
         &mut self,
         stream: &mut TcpStream,
         scratch: &mut [u8],
@@ -319,6 +359,13 @@ impl Tls {
 
     /// Sends close_notify, as far as the socket takes it (best effort).
     pub(crate) fn close_notify(&mut self, stream: &mut TcpStream, scratch: &mut [u8]) {
+        let _ = guarded(|| {
+            self.close_notify_unguarded(stream, scratch);
+            Ok(())
+        });
+    }
+
+    fn close_notify_unguarded(&mut self, stream: &mut TcpStream, scratch: &mut [u8]) {
         let status = self.conn.process_tls_records(&mut self.incoming);
         let discard = status.discard;
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
