@@ -273,14 +273,7 @@ fn random_garbage_never_takes_the_server_down() {
         json!([app("echo", "echo", "/echo")]),
         json!({"max_ws_msg_size": 4096}),
     );
-    // A small xorshift generator: deterministic, so a failure can be replayed.
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     for round in 0..300 {
         let mut stream = s.raw();
         if round % 3 != 0 {

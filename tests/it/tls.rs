@@ -9,11 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tungstenite::Message;
 
-fn tls_client(
-    s: &Server,
-    cert: &TestCert,
-    alpn: &[&[u8]],
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+/// A TLS client session trusting `cert`, for `localhost`, offering `alpn`.
+fn tls_session(cert: &TestCert, alpn: &[&[u8]]) -> rustls::ClientConnection {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der.clone()).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -23,10 +20,33 @@ fn tls_client(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
-    rustls::StreamOwned::new(conn, s.raw())
+    rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+        .unwrap()
+}
+
+fn tls_client(
+    s: &Server,
+    cert: &TestCert,
+    alpn: &[&[u8]],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    rustls::StreamOwned::new(tls_session(cert, alpn), s.raw())
+}
+
+/// The WebSocket upgrade to `wss://localhost:PORT/echo` over `stream` (the error as
+/// text).
+fn upgrade_echo<S: std::io::Read + Write>(
+    s: &Server,
+    stream: S,
+) -> Result<
+    (
+        tungstenite::WebSocket<S>,
+        tungstenite::handshake::client::Response,
+    ),
+    String,
+> {
+    let url = format!("wss://localhost:{}/echo", s.port);
+    tungstenite::client::client_with_config(url, stream, Some(client_config()))
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -34,9 +54,7 @@ fn wss_echo_over_rustls() {
     let dir = TempDir::new();
     let (s, cert) = tls_server(&dir);
     let stream = tls_client(&s, &cert, &[b"http/1.1"]);
-    let url = format!("wss://localhost:{}/echo", s.port);
-    let (mut ws, response) =
-        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    let (mut ws, response) = upgrade_echo(&s, stream).unwrap();
     assert_eq!(response.status(), 101);
     assert_eq!(ws.get_ref().conn.alpn_protocol(), Some(&b"http/1.1"[..]));
     ws.send(Message::text("secret")).unwrap();
@@ -58,11 +76,9 @@ fn wss_echo_over_rustls() {
 fn an_idle_wss_connection_costs_under_5_kib() {
     let dir = TempDir::new();
     let (s, cert) = tls_server(&dir);
-    let url = format!("wss://localhost:{}/echo", s.port);
     let open = |text: &str| {
         let stream = tls_client(&s, &cert, &[]);
-        let (mut ws, _) =
-            tungstenite::client::client_with_config(&url, stream, Some(client_config())).unwrap();
+        let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
         // One message each way, so that every buffer has been used once.
         ws.send(Message::text(text)).unwrap();
         assert_eq!(ws.read().unwrap(), Message::text(text));
@@ -108,21 +124,8 @@ fn tls_records_that_arrive_in_pieces_are_put_together() {
     let (s, cert) = tls_server(&dir);
     let tcp = s.raw();
     tcp.set_nodelay(true).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
-    let stream = rustls::StreamOwned::new(conn, Trickle(tcp));
-    let url = format!("wss://localhost:{}/echo", s.port);
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    let stream = rustls::StreamOwned::new(tls_session(&cert, &[]), Trickle(tcp));
+    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
     for text in ["a", "in pieces", &"x".repeat(40_000)] {
         ws.send(Message::text(text)).unwrap();
         assert_eq!(ws.read().unwrap(), Message::text(text));
@@ -145,9 +148,7 @@ fn a_deaf_wss_client_is_closed_at_the_outbound_cap_not_buffered() {
         json!({"certs": certs, "max_ws_msg_size": 1000, "max_outbound_buf_size": 20000}),
     );
     let stream = tls_client(&s, &cert, &[]);
-    let url = format!("wss://localhost:{}/echo", s.port);
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
     ws.get_ref()
         .sock
         .set_write_timeout(Some(Duration::from_secs(10)))
@@ -187,9 +188,7 @@ fn an_oversized_handshake_message_is_refused_not_buffered() {
         .unwrap();
     assert!(reads_eof(&mut stream), "the server drops the connection");
     let stream = tls_client(&s, &cert, &[]);
-    let url = format!("wss://localhost:{}/echo", s.port);
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
     ws.send(Message::text("still here")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("still here"));
     assert!(!s.log().contains("panicked"), "{}", s.log());
@@ -202,14 +201,7 @@ fn an_oversized_handshake_message_is_refused_not_buffered() {
 fn tls_garbage_never_takes_the_server_down() {
     let dir = TempDir::new();
     let (s, cert) = tls_server(&dir);
-    // A small xorshift generator: deterministic, so a failure can be replayed.
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut after_handshake = 0;
     for round in 0..150 {
         let len = (next() % 2000) as usize;
@@ -227,10 +219,7 @@ fn tls_garbage_never_takes_the_server_down() {
             _ => {
                 // Junk records after a real handshake.
                 let mut tls = tls_client(&s, &cert, &[]);
-                let url = format!("wss://localhost:{}/echo", s.port);
-                let Ok((ws, _)) =
-                    tungstenite::client::client_with_config(url, &mut tls, Some(client_config()))
-                else {
+                let Ok((ws, _)) = upgrade_echo(&s, &mut tls) else {
                     continue;
                 };
                 drop(ws);
@@ -250,9 +239,7 @@ fn tls_garbage_never_takes_the_server_down() {
         "every third round got through its handshake"
     );
     let stream = tls_client(&s, &cert, &[]);
-    let url = format!("wss://localhost:{}/echo", s.port);
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
     ws.send(Message::text("still serving")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("still serving"));
     assert!(!s.log().contains("panicked"), "{}", s.log());
@@ -267,9 +254,7 @@ fn tls_handshakes_do_not_block_other_connections() {
     let mut half = s.raw();
     half.write_all(&[0x16, 0x03, 0x01]).unwrap(); // the start of a ClientHello, then nothing
     let stream = tls_client(&s, &cert, &[]);
-    let url = format!("wss://localhost:{}/echo", s.port);
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(url, stream, Some(client_config())).unwrap();
+    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
     ws.send(Message::text("not blocked")).unwrap();
     assert_eq!(ws.read().unwrap(), Message::text("not blocked"));
 }

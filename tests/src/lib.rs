@@ -360,6 +360,17 @@ impl Drop for Server {
 /// A blocking tungstenite client.
 pub type Client = tungstenite::WebSocket<TcpStream>;
 
+/// A small xorshift generator from `seed` (not 0): deterministic, so a test's random
+/// input can be replayed.
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
 /// Client limits big enough for the server's 16 MiB messages.
 pub fn client_config() -> tungstenite::protocol::WebSocketConfig {
     tungstenite::protocol::WebSocketConfig::default()
