@@ -28,9 +28,11 @@ use std::sync::Arc;
 
 /// A client, as apps and workers name it: the owning worker's index in the low 8 bits,
 /// the worker's slot for the connection in the next 24, and that slot's generation in
-/// the high 32 (each id a slot names gets the next one). An id is never 0, and names
-/// nothing again until its slot has named 2^32 more, which is never in practice; a
-/// worker finds a client by indexing, with no table of ids.
+/// the high 32. The slot's generation counter moves on for each connection accepted
+/// there (its timer tag) and each id it names, so an id is never 0 and names nothing
+/// again until the counter wraps — after at least 2^31 more connections in that slot,
+/// which is never in practice. A worker finds a client by indexing, with no table of
+/// ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub u64);
 

@@ -45,8 +45,8 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-/// A client's id: never 0, and not reused until its worker has opened 2^32 more
-/// connections in the same slot (never, in practice).
+/// A client's id: never 0, and not reused until its worker has opened at least 2^31
+/// more connections in the same slot (never, in practice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(transparent)]
 pub struct ClientId(pub u64);

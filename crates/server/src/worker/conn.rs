@@ -80,8 +80,9 @@ pub(crate) struct Conn {
     /// The TLS session, on `wss://` ports.
     pub(crate) tls: Option<Box<Tls>>,
     pub(crate) session: Session,
-    /// Tells reused slab keys apart (wraps after 2^32 connections of one worker,
-    /// long after any stale timer entry of the same key is gone).
+    /// Tells reused slab keys apart in timer entries: the slot's generation when the
+    /// connection was accepted (see `IdSource`; it wraps after at least 2^31 more
+    /// connections in the slot, long after any stale timer entry of it is gone).
     pub(crate) serial: u32,
     /// The client id (0 until the upgrade completes).
     pub(crate) id: ClientId,
