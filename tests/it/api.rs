@@ -3,7 +3,7 @@
 
 use ringsocket_tests::*;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tungstenite::Message;
 
 fn text_frame(stream: &mut std::net::TcpStream) -> String {
@@ -104,21 +104,27 @@ fn events_posted_from_another_thread_reach_the_app_thread() {
 
 #[test]
 fn the_periodic_timer_backs_off_by_its_increment_then_stops() {
-    // min 40 ms, +60 ms per call, at most 120 ms: calls at about 40, 140, 260 ms; the
-    // third returns Never.
+    // min 40 ms, +60 ms per call, at most 120 ms: calls about 40, 100 and 120 ms apart;
+    // the third returns Never. The app starts the timer when the client opens and
+    // reports each gap as it measured it, so the client's own delays do not count.
     let settings = json!({"periodic": [40, 60, 120]});
-    let start = Instant::now();
     let s = Server::start(json!([probe(settings)]), json!({}));
     let mut ws = s.connect("/probe");
-    let mut at = Vec::new();
+    let mut gaps = Vec::new();
     for n in 1..=3 {
-        assert_eq!(text(&mut ws), format!("periodic {n}"));
-        at.push(start.elapsed());
+        let msg = text(&mut ws);
+        let gap_us = msg
+            .strip_prefix(&format!("periodic {n} "))
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("call {n}: {msg:?}"));
+        gaps.push(Duration::from_micros(gap_us));
     }
-    // Timers never fire early, so the gaps are at least the intervals (100 and 120 ms;
-    // the client sends nothing, so no traffic resets the interval to min).
-    assert!(at[1] - at[0] >= Duration::from_millis(95), "{at:?}");
-    assert!(at[2] - at[1] >= Duration::from_millis(115), "{at:?}");
+    // Timers never fire early: each gap is at least its interval (40, 40+60, then
+    // 100+60 capped at 120; the client sends nothing, so no traffic resets it to min).
+    let intervals = [40, 100, 120].map(Duration::from_millis);
+    for (gap, interval) in gaps.iter().zip(intervals) {
+        assert!(*gap >= interval, "gaps {gaps:?}, intervals {intervals:?}");
+    }
     // Stopped: 300 ms later (more than the largest interval) a marker comes next.
     std::thread::sleep(Duration::from_millis(300));
     cmd(&mut ws, "marker");

@@ -34,7 +34,9 @@
 //! every remaining client `closed ID CODE` when a client goes; `{"log_open": true}`
 //! replies `open ID ENDPOINT PATH PROTOCOL` and then `meta TARGET|QUERY|PEER|UA|COOKIE`
 //! to each new client; `{"periodic": [MIN_MS, INCR_MS, MAX_MS]}` starts a periodic timer
-//! that broadcasts `periodic N` and returns Increase, three times, then Never;
+//! when the first client opens, which broadcasts `periodic N GAP_US` (GAP_US: microseconds
+//! since the timer was started or last called, measured here, not by the client) and
+//! returns Increase, three times, then Never;
 //! `{"echo_writer": true}` echoes binary messages through the in-place writer;
 //! `{"init_wait_file": PATH}` makes init wait (up to 60 s) until PATH exists (a slow
 //! start, which a test ends when it likes).
@@ -42,7 +44,7 @@
 use ringsocket_sdk::{
     App, ClientId, CloseCode, Context, Error, Kind, Message, OpenInfo, PeriodicTimer, TimerNext, To,
 };
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The probe's state.
 pub struct Probe {
@@ -56,6 +58,8 @@ pub struct Probe {
     /// Periodic timer callbacks so far.
     periodic_calls: u32,
     periodic: Option<PeriodicTimer>,
+    /// When the periodic timer was started or last called; `None` until the first open.
+    periodic_since: Option<Instant>,
 }
 
 fn ids(list: &str) -> Vec<ClientId> {
@@ -103,6 +107,7 @@ impl App for Probe {
             ticks: 0,
             echo_writer: v["echo_writer"].as_bool().unwrap_or(false),
             periodic_calls: 0,
+            periodic_since: None,
             periodic: v["periodic"].as_array().map(|ms| {
                 let ms = |i: usize| Duration::from_millis(ms[i].as_u64().unwrap_or(10));
                 PeriodicTimer {
@@ -114,14 +119,13 @@ impl App for Probe {
         })
     }
 
-    fn started(&mut self, ctx: &mut Context<'_>) -> Result<(), Error> {
-        ctx.set_periodic(self.periodic);
-        Ok(())
-    }
-
     fn periodic(&mut self, ctx: &mut Context<'_>) -> TimerNext {
         self.periodic_calls += 1;
-        let _ = ctx.broadcast(Message::Text(&format!("periodic {}", self.periodic_calls)));
+        let now = Instant::now();
+        let gap = self.periodic_since.map_or(0, |t| (now - t).as_micros());
+        self.periodic_since = Some(now);
+        let msg = format!("periodic {} {gap}", self.periodic_calls);
+        let _ = ctx.broadcast(Message::Text(&msg));
         if self.periodic_calls < 3 {
             TimerNext::Increase
         } else {
@@ -140,6 +144,11 @@ impl App for Probe {
         client: ClientId,
         info: &OpenInfo<'_>,
     ) -> Result<(), Error> {
+        // The timer starts with the first client, so that it sees every call.
+        if self.periodic.is_some() && self.periodic_since.is_none() {
+            self.periodic_since = Some(Instant::now());
+            ctx.set_periodic(self.periodic);
+        }
         if self.log_open {
             let msg = format!(
                 "open {} {} {} {}",
