@@ -389,6 +389,20 @@ fn write_in_header(
     out[..IN_HEADER].copy_from_slice(&header.to_le_bytes());
 }
 
+/// Writes a whole message record (header and payload).
+#[inline(always)]
+fn encode_in_message(
+    out: &mut [u8],
+    client: ClientId,
+    endpoint: EndpointIndex,
+    kind: MessageKind,
+    payload: &Payload<'_>,
+) {
+    let arg = u32::from(endpoint.0);
+    write_in_header(out, IN_MESSAGE, kind as u8, payload.is_large(), arg, client);
+    payload.write(&mut out[IN_HEADER..]);
+}
+
 const IN_OPEN: u8 = 1;
 const IN_MESSAGE: u8 = 2;
 const IN_CLOSE: u8 = 3;
@@ -442,18 +456,7 @@ impl Inbound<'_> {
                 endpoint,
                 kind,
                 payload,
-            } => {
-                let arg = u32::from(endpoint.0);
-                write_in_header(
-                    out,
-                    IN_MESSAGE,
-                    *kind as u8,
-                    payload.is_large(),
-                    arg,
-                    *client,
-                );
-                payload.write(&mut out[IN_HEADER..]);
-            }
+            } => encode_in_message(out, *client, *endpoint, *kind, payload),
             Inbound::Open(o) => o.encode(out),
             Inbound::Request(r) => r.encode(out),
             Inbound::Ping { client } => write_in_header(out, IN_PING, 0, false, 0, *client),
@@ -1174,6 +1177,38 @@ macro_rules! consumer_common {
 }
 
 impl OutboundTx {
+    /// Publishes an inline message to one client: the record `try_push` of an
+    /// [`Outbound::Send`] to `Targets::list` of `[client]` would publish, written
+    /// straight into the ring instead of built and matched first (the echo path: an
+    /// app answering the client whose message it reads).
+    ///
+    /// # Errors
+    /// [`Full`] when there is no room right now (push the record then, which waits).
+    ///
+    /// # Panics
+    /// If `bytes` exceeds [`OutboundTx::inline_max`].
+    #[inline]
+    pub fn try_push_to_one(
+        &mut self,
+        kind: MessageKind,
+        client: ClientId,
+        bytes: &[u8],
+    ) -> Result<(), Full> {
+        assert!(bytes.len() <= self.inline_max(), "a large payload");
+        let ids = [client.0];
+        let len = OUT_HEADER + bytes.len() + 8;
+        self.0.try_push_with(len, |out| {
+            encode_out(
+                out,
+                OUT_SEND_LIST,
+                kind as u8,
+                IdList::Ids(&ids),
+                TopicId(0),
+                &Payload::Inline(bytes),
+            );
+        })
+    }
+
     /// The largest record the ring takes.
     pub fn max_record_len(&self) -> usize {
         self.0.max_record_len()
@@ -1242,6 +1277,31 @@ impl OutboundTx {
 #[derive(Debug)]
 #[must_use = "a draft is published only by OutboundTx::finish_draft"]
 pub struct Draft(Reservation);
+
+impl InboundTx {
+    /// Publishes an inline message from `client`: the record `try_push` of an
+    /// [`Inbound::Message`] with an inline payload would publish, written straight
+    /// into the ring instead of built and matched first (every message a client sends).
+    ///
+    /// # Errors
+    /// [`Full`] when there is no room right now.
+    ///
+    /// # Panics
+    /// If `bytes` exceeds [`InboundTx::inline_max`].
+    #[inline]
+    pub fn try_push_message(
+        &mut self,
+        client: ClientId,
+        endpoint: EndpointIndex,
+        kind: MessageKind,
+        bytes: &[u8],
+    ) -> Result<(), Full> {
+        assert!(bytes.len() <= self.inline_max(), "a large payload");
+        self.0.try_push_with(IN_HEADER + bytes.len(), |out| {
+            encode_in_message(out, client, endpoint, kind, &Payload::Inline(bytes));
+        })
+    }
+}
 
 producer_common!(InboundTx, Inbound);
 producer_common!(OutboundTx, Outbound);
@@ -1607,6 +1667,69 @@ mod tests {
         })
         .unwrap();
         assert!(rx.is_empty(), "an abandoned draft publishes nothing");
+    }
+
+    /// The shortcuts for one message publish what the general push of the same record
+    /// does, byte for byte, and refuse (rather than wrap wrongly) on a full ring.
+    #[test]
+    fn the_message_shortcuts_publish_what_the_general_push_does() {
+        let client = ClientId::new(1, 77, 3);
+        let raw = |bytes: &[u8]| bytes.to_vec();
+        for len in [0usize, 1, 7, 32, 100] {
+            let data: Vec<u8> = (0..len as u8).collect();
+            for kind in [MessageKind::Binary, MessageKind::Text] {
+                let (mut general, mut general_rx) = outbound_ring(4096, usize::MAX);
+                let (mut short, mut short_rx) = outbound_ring(4096, usize::MAX);
+                let ids = [client.0];
+                let to = Targets::list(IdList::Ids(&ids));
+                let payload = Payload::Inline(&data);
+                general
+                    .try_push(Outbound::Send { kind, to, payload })
+                    .unwrap();
+                short.try_push_to_one(kind, client, &data).unwrap();
+                let a = general_rx.0.pop_with(raw).unwrap();
+                assert_eq!(Some(a), short_rx.0.pop_with(raw), "outbound, {len} bytes");
+
+                let (mut general, mut general_rx) = inbound_ring(4096, usize::MAX);
+                let (mut short, mut short_rx) = inbound_ring(4096, usize::MAX);
+                let endpoint = EndpointIndex(5);
+                let payload = Payload::Inline(&data);
+                let record = Inbound::Message {
+                    client,
+                    endpoint,
+                    kind,
+                    payload,
+                };
+                general.try_push(record).unwrap();
+                short
+                    .try_push_message(client, endpoint, kind, &data)
+                    .unwrap();
+                let a = general_rx.0.pop_with(raw).unwrap();
+                assert_eq!(Some(a), short_rx.0.pop_with(raw), "inbound, {len} bytes");
+            }
+        }
+        // Full: refused, and what was published before is intact.
+        let (mut tx, mut rx) = outbound_ring(512, usize::MAX);
+        let data = vec![9; tx.inline_max()];
+        let mut pushed = 0;
+        while tx
+            .try_push_to_one(MessageKind::Binary, client, &data)
+            .is_ok()
+        {
+            pushed += 1;
+        }
+        assert!(pushed > 0);
+        for _ in 0..pushed {
+            rx.pop_with(|rec| match rec {
+                Outbound::Send { to, payload, .. } => {
+                    assert_eq!(to.ids.iter().collect::<Vec<_>>(), [client]);
+                    assert_eq!(payload.bytes(), data);
+                }
+                other => panic!("{other:?}"),
+            })
+            .unwrap();
+        }
+        assert!(rx.pop_with(|_| ()).is_none());
     }
 
     #[test]

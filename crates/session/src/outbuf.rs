@@ -109,7 +109,11 @@ impl OutBuf {
         if o.buf.capacity() - o.buf.len() < add {
             o.make_room(add, cap);
         }
-        o.buf.extend_from_slice(parts[0]);
+        match parts[0] {
+            // A small message's two-byte frame header, stored without a call to memcpy.
+            &[b0, b1] => o.buf.extend_from_slice(&[b0, b1]),
+            head => o.buf.extend_from_slice(head),
+        }
         o.buf.extend_from_slice(parts[1]);
         Ok(())
     }

@@ -515,27 +515,45 @@ impl HostCtx {
             Ok(kind) => kind,
             Err(code) => return code,
         };
+        // One recipient, one worker: no grouping.
+        let id = match target {
+            abi::RS_TO_CUR => {
+                if !matches!(self.callback, Callback::Open | Callback::Read) {
+                    return abi::RS_ERR_CONTEXT;
+                }
+                self.current
+            }
+            abi::RS_TO_SINGLE => match ids {
+                [id] => ClientId(*id),
+                _ => return abi::RS_ERR_INVALID,
+            },
+            _ => return self.send_to_many(target, ids, kind, data, in_place),
+        };
+        let w = id.worker();
+        if id.0 == 0 || w >= self.outbound.len() {
+            return abi::RS_OK; // no such client: dropped, like a gone one
+        }
+        if !in_place && data.len() <= self.outbound[w].inline_max() {
+            self.push_to_one(w, kind, id, data);
+            return abi::RS_OK;
+        }
+        let to = Targets::list(IdList::Ids(std::slice::from_ref(&id.0)));
+        let result = self.deliver(w, to, kind, data, in_place, &mut None);
+        result.err().unwrap_or(abi::RS_OK)
+    }
+
+    /// [`HostCtx::send`] to every client, a list of them or every client but a list.
+    #[inline(never)]
+    fn send_to_many(
+        &mut self,
+        target: u32,
+        ids: &[u64],
+        kind: MessageKind,
+        data: &[u8],
+        in_place: bool,
+    ) -> c_int {
         let mut shared = None;
         let result = match target {
-            // One recipient, one worker: no grouping.
-            abi::RS_TO_CUR | abi::RS_TO_SINGLE => {
-                let id = if target == abi::RS_TO_CUR {
-                    if !matches!(self.callback, Callback::Open | Callback::Read) {
-                        return abi::RS_ERR_CONTEXT;
-                    }
-                    self.current
-                } else if let [id] = ids {
-                    ClientId(*id)
-                } else {
-                    return abi::RS_ERR_INVALID;
-                };
-                let w = id.worker();
-                if id.0 == 0 || w >= self.outbound.len() {
-                    return abi::RS_OK; // no such client: dropped, like a gone one
-                }
-                let to = Targets::list(IdList::Ids(std::slice::from_ref(&id.0)));
-                self.deliver(w, to, kind, data, in_place, &mut shared)
-            }
             abi::RS_TO_EVERY => self.each_worker(in_place, |ctx, w| {
                 let to = Targets::all_except(IdList::Ids(&[]));
                 ctx.deliver(w, to, kind, data, in_place, &mut shared)
@@ -838,6 +856,21 @@ impl HostCtx {
         self.dirty[w] = true;
         if let Err(record) = self.outbound[w].try_push(record) {
             self.push_when_room(w, record);
+        }
+    }
+
+    /// [`HostCtx::push`] of an inline message to one client, through the ring's
+    /// shortcut for it (the record is only built if the ring is full).
+    #[inline]
+    fn push_to_one(&mut self, w: usize, kind: MessageKind, id: ClientId, data: &[u8]) {
+        if matches!(self.written, Written::Draft { worker, .. } if worker == w) {
+            self.evict_draft();
+        }
+        self.dirty[w] = true;
+        if self.outbound[w].try_push_to_one(kind, id, data).is_err() {
+            let to = Targets::list(IdList::Ids(std::slice::from_ref(&id.0)));
+            let payload = Payload::Inline(data);
+            self.push_when_room(w, Outbound::Send { kind, to, payload });
         }
     }
 

@@ -164,21 +164,25 @@ impl AppEvents for ToApp<'_> {
 
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
         let inbox = &mut self.inboxes[self.app.index()];
-        let payload = match message {
-            Message::Borrowed(b) if b.len() <= inbox.inline_max => Payload::Inline(b),
-            Message::Borrowed(b) => Payload::Large(LargeMessage::owned(b.to_vec())),
-            Message::Assembled(v) if v.len() <= inbox.inline_max => Payload::Inline(v),
-            // A large message hands its buffer over instead of being copied.
-            Message::Assembled(v) => Payload::Large(LargeMessage::owned(std::mem::take(v))),
-        };
-        let len = payload.bytes().len() as u64;
-        let record = Inbound::Message {
-            client: self.client,
-            endpoint: self.endpoint,
+        let (client, endpoint) = (self.client, self.endpoint);
+        let len = message.bytes().len() as u64;
+        let large = |payload| Inbound::Message {
+            client,
+            endpoint,
             kind,
-            payload,
+            payload: Payload::Large(payload),
         };
-        let delivered = inbox.push(record);
+        let delivered = match message {
+            Message::Borrowed(b) if b.len() <= inbox.inline_max => {
+                inbox.push_message(client, endpoint, kind, b)
+            }
+            Message::Assembled(v) if v.len() <= inbox.inline_max => {
+                inbox.push_message(client, endpoint, kind, v)
+            }
+            Message::Borrowed(b) => inbox.push(large(LargeMessage::owned(b.to_vec()))),
+            // A large message hands its buffer over instead of being copied.
+            Message::Assembled(v) => inbox.push(large(LargeMessage::owned(std::mem::take(v)))),
+        };
         inbox.traffic.messages_in.add(1);
         inbox.traffic.bytes_in.add(len);
         if let Some(at) = inbox.stamp_at.take() {

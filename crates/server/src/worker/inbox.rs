@@ -1,9 +1,11 @@
 //! A worker's side of one app's inbound ring: the records it sends the app, kept in
 //! order through a backlog while the ring is full, and when to wake the app.
 
-use crate::records::{Inbound, InboundTx};
+use crate::records::{ClientId, Inbound, InboundTx, Payload};
 use crate::stats::{AppTraffic, Owned};
+use ringsocket_proto::MessageKind;
 use ringsocket_ring::SleepState;
+use ringsocket_session::EndpointIndex;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,6 +80,33 @@ impl AppInbox {
         };
         self.backlog.push_back(record.into_owned());
         false
+    }
+
+    /// [`AppInbox::push`] of an inline message (`bytes` within `inline_max`), through
+    /// the ring's shortcut for it while there is no backlog and room.
+    #[inline]
+    pub(crate) fn push_message(
+        &mut self,
+        client: ClientId,
+        endpoint: EndpointIndex,
+        kind: MessageKind,
+        bytes: &[u8],
+    ) -> bool {
+        if self.backlog.is_empty()
+            && self
+                .ring
+                .try_push_message(client, endpoint, kind, bytes)
+                .is_ok()
+        {
+            return self.pushed(true);
+        }
+        let payload = Payload::Inline(bytes);
+        self.push(Inbound::Message {
+            client,
+            endpoint,
+            kind,
+            payload,
+        })
     }
 
     /// Publishes `record`, asking to be told of room (and looking once more) if the
