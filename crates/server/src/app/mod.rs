@@ -299,9 +299,13 @@ impl AppThread {
                     config,
                     ..
                 } = self;
-                let done = inbound[w]
-                    .pop_with(|rec| dispatch(ctx, plugin, *state, endpoints, config, rec))
-                    .is_none();
+                let app = Callee {
+                    plugin,
+                    state: *state,
+                    endpoints,
+                    config,
+                };
+                let done = inbound[w].pop_with(|rec| dispatch(ctx, app, rec)).is_none();
                 if done {
                     break;
                 }
@@ -403,15 +407,86 @@ impl AppThread {
     }
 }
 
-/// Calls the callback an inbound record asks for.
-fn dispatch(
-    ctx: &mut HostCtx,
-    plugin: &Plugin,
+/// The app a record's callback goes to: its plugin, the state its init made, and
+/// what it was configured with.
+#[derive(Clone, Copy)]
+struct Callee<'a> {
+    plugin: &'a Plugin,
     state: *mut c_void,
-    endpoints: &[EndpointInfo],
-    config: &AppConfig,
-    record: Inbound<'_>,
-) {
+    endpoints: &'a [EndpointInfo],
+    config: &'a AppConfig,
+}
+
+/// Calls the callback an inbound record asks for. Inlined into the loop that drains
+/// the ring, so that a message record is read in place rather than built and matched;
+/// the other records are `dispatch_other`'s.
+#[inline(always)]
+fn dispatch(ctx: &mut HostCtx, app: Callee<'_>, record: Inbound<'_>) {
+    let Inbound::Message {
+        client,
+        endpoint,
+        kind,
+        payload,
+    } = record
+    else {
+        return dispatch_other(ctx, app, record);
+    };
+    let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
+    let endpoint_id = app.endpoints[usize::from(endpoint.0)].endpoint_id;
+    ctx.set_current(client, endpoint_id, kind as u32);
+    // A large message's buffer is ours now, freed when `payload` drops.
+    let data = payload.bytes();
+    let status = match app.plugin.callbacks().read {
+        Some(read) => {
+            ctx.callback = Callback::Read;
+            // SAFETY: read with a live handle; `data` stays alive until it returns.
+            unsafe {
+                read(
+                    rs,
+                    app.state,
+                    client.0,
+                    kind as u32,
+                    data.as_ptr(),
+                    data.len(),
+                )
+            }
+        }
+        None => 0,
+    };
+    callback_done(ctx, app.config, client, status);
+}
+
+/// Ends a callback about `client`: one that failed closes it with 1011.
+#[inline(always)]
+fn callback_done(ctx: &mut HostCtx, config: &AppConfig, client: ClientId, status: c_int) {
+    ctx.callback = Callback::None;
+    if status != 0 {
+        callback_failed(ctx, config, client, status);
+    }
+    ctx.set_current(ClientId(0), 0, 0);
+}
+
+#[cold]
+#[inline(never)]
+fn callback_failed(ctx: &mut HostCtx, config: &AppConfig, client: ClientId, status: c_int) {
+    log::warn!(
+        "app {}: callback for client {} failed with status {status}; closing it with 1011",
+        config.name,
+        client.0
+    );
+    ctx.close_client(client, CloseCode::INTERNAL_ERROR, "app error");
+}
+
+/// [`dispatch`] of the records other than messages (off the message path).
+#[cold]
+#[inline(never)]
+fn dispatch_other(ctx: &mut HostCtx, app: Callee<'_>, record: Inbound<'_>) {
+    let Callee {
+        plugin,
+        state,
+        endpoints,
+        config,
+    } = app;
     let callbacks = plugin.callbacks();
     let rs: *mut abi::rs_t = (ctx as *mut HostCtx).cast();
     let (client, status) = match record {
@@ -460,29 +535,10 @@ fn dispatch(
             };
             (client, status)
         }
-        Inbound::Message {
-            client,
-            endpoint,
-            kind,
-            payload,
-        } => {
-            let endpoint_id = endpoints[usize::from(endpoint.0)].endpoint_id;
-            ctx.set_current(client, endpoint_id, kind as u32);
-            // A large message's buffer is ours now, freed when `payload` drops.
-            let data = payload.bytes();
-            let status = match callbacks.read {
-                Some(read) => {
-                    ctx.callback = Callback::Read;
-                    // SAFETY: read with a live handle; `data` stays alive until it returns.
-                    unsafe { read(rs, state, client.0, kind as u32, data.as_ptr(), data.len()) }
-                }
-                None => 0,
-            };
-            (client, status)
-        }
+        Inbound::Message { .. } => unreachable!("messages are dispatched by dispatch"),
         Inbound::Request(requested) => {
             let client = requested.client;
-            request(ctx, plugin, state, endpoints, &requested);
+            request(ctx, app, &requested);
             ctx.set_current(ClientId(0), 0, 0);
             if ctx.requests.contains_key(&client) && ctx.callback_failed {
                 // The callback failed and left the request unanswered.
@@ -540,27 +596,18 @@ fn dispatch(
             return;
         }
     };
-    ctx.callback = Callback::None;
-    if status != 0 {
-        log::warn!(
-            "app {}: callback for client {} failed with status {status}; closing it with 1011",
-            config.name,
-            client.0
-        );
-        ctx.close_client(client, CloseCode::INTERNAL_ERROR, "app error");
-    }
-    ctx.set_current(ClientId(0), 0, 0);
+    callback_done(ctx, config, client, status);
 }
 
 /// Calls the upgrade or http callback for a request; a request no callback takes is
 /// answered by the server (an upgrade accepted, a plain request 404).
-fn request(
-    ctx: &mut HostCtx,
-    plugin: &Plugin,
-    state: *mut c_void,
-    endpoints: &[EndpointInfo],
-    requested: &Requested<'_>,
-) {
+fn request(ctx: &mut HostCtx, app: Callee<'_>, requested: &Requested<'_>) {
+    let Callee {
+        plugin,
+        state,
+        endpoints,
+        ..
+    } = app;
     let callbacks = plugin.callbacks();
     let client = requested.client;
     let endpoint_id = endpoints[usize::from(requested.endpoint.0)].endpoint_id;

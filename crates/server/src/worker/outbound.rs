@@ -5,10 +5,10 @@ use super::conn::{prefetch_ahead, Conn};
 use super::events::{key_of, IdSource, ToApp};
 use super::inbox::AppInbox;
 use super::topics::Topics;
-use crate::records::{ClientId, Group, Outbound};
+use crate::records::{ClientId, Group, Outbound, Payload, Targets};
 use crate::stats::{handshake_slot, WorkerCounts};
-use ringsocket_proto::CloseCode;
 use ringsocket_proto::HttpResponse;
+use ringsocket_proto::{CloseCode, MessageKind};
 use ringsocket_session::{AppIndex, Frame, Limits, Sent, SessionConfig, Tick};
 use slab::Slab;
 
@@ -55,7 +55,83 @@ pub(crate) struct Apply<'a> {
 
 impl Apply<'_> {
     /// Applies one record from `app`; `open` lists the app's open connections here.
+    /// Inlined into the loop that drains the ring, so that a message record is read
+    /// in place rather than built and matched; the other records are `control`'s.
+    #[inline(always)]
     pub(crate) fn record(&mut self, app: AppIndex, open: &[usize], record: Outbound<'_>) {
+        match record {
+            Outbound::Send { kind, to, payload } => self.send(app, open, kind, to, &payload),
+            other => self.control(app, other),
+        }
+    }
+
+    /// Queues a message record's frame to each of its recipients here.
+    #[inline(always)]
+    fn send(
+        &mut self,
+        app: AppIndex,
+        open: &[usize],
+        kind: MessageKind,
+        to: Targets<'_>,
+        payload: &Payload<'_>,
+    ) {
+        // Encoded once, queued to every recipient.
+        let frame = Frame::message(kind, payload.bytes());
+        let except = to.ids;
+        let mut queued = 0u64;
+        match to.group {
+            Group::List => {
+                for id in to.ids.iter() {
+                    if let Some(key) = key_of(self.conns, id) {
+                        if self.conns[key].app == app {
+                            queued += self.deliver(key, &frame);
+                        }
+                    }
+                }
+            }
+            Group::All => {
+                for (at, &key) in open.iter().enumerate() {
+                    prefetch_ahead(self.conns, at, |i| open.get(i).copied());
+                    if except.is_empty() || !except.contains(self.conns[key].id) {
+                        queued += self.deliver(key, &frame);
+                    }
+                }
+            }
+            Group::Topic(topic) => {
+                // Taken out while delivering; nothing changes subscriptions
+                // until the worker settles connections afterwards.
+                let list = self.topics.take(app, topic);
+                if except.len() <= 1 {
+                    // The usual "all but the sender": one key to skip, found once.
+                    let skip = except.iter().next().and_then(|id| key_of(self.conns, id));
+                    let skip = skip.map_or(u32::MAX, |k| k as u32);
+                    for (at, &key) in list.iter().enumerate() {
+                        prefetch_ahead(self.conns, at, |i| list.get(i).map(|&k| k as usize));
+                        if key != skip {
+                            queued += self.deliver(key as usize, &frame);
+                        }
+                    }
+                } else {
+                    for (at, &key) in list.iter().enumerate() {
+                        prefetch_ahead(self.conns, at, |i| list.get(i).map(|&k| k as usize));
+                        let key = key as usize;
+                        if !except.contains(self.conns[key].id) {
+                            queued += self.deliver(key, &frame);
+                        }
+                    }
+                }
+                self.topics.put_back(app, topic, list);
+            }
+        }
+        let traffic = &self.inboxes[app.index()].traffic;
+        traffic.messages_out.add(queued);
+        traffic.bytes_out.add(queued * frame.len() as u64);
+    }
+
+    /// Applies a record other than a message (off the message path).
+    #[cold]
+    #[inline(never)]
+    fn control(&mut self, app: AppIndex, record: Outbound<'_>) {
         match record {
             Outbound::Closed { client } => {
                 if let Some(key) = key_of(self.conns, client) {
@@ -79,63 +155,7 @@ impl Apply<'_> {
                     self.unsettled.push(key);
                 }
             }
-            Outbound::Send { kind, to, payload } => {
-                // Encoded once, queued to every recipient.
-                let frame = Frame::message(kind, payload.bytes());
-                let except = to.ids;
-                let mut queued = 0u64;
-                match to.group {
-                    Group::List => {
-                        for id in to.ids.iter() {
-                            if let Some(key) = key_of(self.conns, id) {
-                                if self.conns[key].app == app {
-                                    queued += self.deliver(key, &frame);
-                                }
-                            }
-                        }
-                    }
-                    Group::All => {
-                        for (at, &key) in open.iter().enumerate() {
-                            prefetch_ahead(self.conns, at, |i| open.get(i).copied());
-                            if except.is_empty() || !except.contains(self.conns[key].id) {
-                                queued += self.deliver(key, &frame);
-                            }
-                        }
-                    }
-                    Group::Topic(topic) => {
-                        // Taken out while delivering; nothing changes subscriptions
-                        // until the worker settles connections afterwards.
-                        let list = self.topics.take(app, topic);
-                        if except.len() <= 1 {
-                            // The usual "all but the sender": one key to skip, found once.
-                            let skip = except.iter().next().and_then(|id| key_of(self.conns, id));
-                            let skip = skip.map_or(u32::MAX, |k| k as u32);
-                            for (at, &key) in list.iter().enumerate() {
-                                prefetch_ahead(self.conns, at, |i| {
-                                    list.get(i).map(|&k| k as usize)
-                                });
-                                if key != skip {
-                                    queued += self.deliver(key as usize, &frame);
-                                }
-                            }
-                        } else {
-                            for (at, &key) in list.iter().enumerate() {
-                                prefetch_ahead(self.conns, at, |i| {
-                                    list.get(i).map(|&k| k as usize)
-                                });
-                                let key = key as usize;
-                                if !except.contains(self.conns[key].id) {
-                                    queued += self.deliver(key, &frame);
-                                }
-                            }
-                        }
-                        self.topics.put_back(app, topic, list);
-                    }
-                }
-                let traffic = &self.inboxes[app.index()].traffic;
-                traffic.messages_out.add(queued);
-                traffic.bytes_out.add(queued * frame.len() as u64);
-            }
+            Outbound::Send { .. } => unreachable!("messages are applied by send"),
             Outbound::Stamp { at } => {
                 if self.stamps.len() < self.stamps.capacity() {
                     self.stamps.push(at);
