@@ -205,7 +205,7 @@ impl Payload<'_> {
     #[inline]
     fn write(&self, out: &mut [u8]) {
         match self {
-            Payload::Inline(b) => out.copy_from_slice(b),
+            Payload::Inline(b) => copy_payload(out, b),
             Payload::Large(l) => l.write_wire(out),
         }
     }
@@ -243,6 +243,26 @@ impl Payload<'_> {
     #[inline]
     fn is_large(&self) -> bool {
         matches!(self, Payload::Large(_))
+    }
+}
+
+/// Copies `src` into `dst` (of the same length). A payload of 8 to 32 bytes — most
+/// messages — moves as two overlapping 8- or 16-byte words, without a call to `memcpy`.
+#[inline(always)]
+fn copy_payload(dst: &mut [u8], src: &[u8]) {
+    let n = src.len();
+    if (16..=32).contains(&n) {
+        let head: [u8; 16] = src[..16].try_into().expect("16 bytes");
+        let tail: [u8; 16] = src[n - 16..].try_into().expect("16 bytes");
+        dst[..16].copy_from_slice(&head);
+        dst[n - 16..].copy_from_slice(&tail);
+    } else if (8..16).contains(&n) {
+        let head: [u8; 8] = src[..8].try_into().expect("8 bytes");
+        let tail: [u8; 8] = src[n - 8..].try_into().expect("8 bytes");
+        dst[..8].copy_from_slice(&head);
+        dst[n - 8..].copy_from_slice(&tail);
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
@@ -1667,6 +1687,16 @@ mod tests {
         })
         .unwrap();
         assert!(rx.is_empty(), "an abandoned draft publishes nothing");
+    }
+
+    #[test]
+    fn payloads_of_every_small_length_are_copied_whole() {
+        let src: Vec<u8> = (1..=40).collect();
+        for n in 0..=40 {
+            let mut dst = vec![0u8; n];
+            copy_payload(&mut dst, &src[..n]);
+            assert_eq!(dst, src[..n], "{n} bytes");
+        }
     }
 
     /// The shortcuts for one message publish what the general push of the same record
