@@ -850,23 +850,27 @@ impl HostCtx {
     /// ring is full. A message being written in place in that ring moves out first.
     #[inline(always)]
     pub(crate) fn push(&mut self, w: usize, record: Outbound<'_>) {
+        self.before_push(w);
+        if let Err(record) = self.outbound[w].try_push(record) {
+            self.push_when_room(w, record);
+        }
+    }
+
+    /// What goes before any record is pushed to worker `w`'s ring: a message being
+    /// written in place there moves out, and the worker is marked to be woken.
+    #[inline(always)]
+    fn before_push(&mut self, w: usize) {
         if matches!(self.written, Written::Draft { worker, .. } if worker == w) {
             self.evict_draft();
         }
         self.dirty[w] = true;
-        if let Err(record) = self.outbound[w].try_push(record) {
-            self.push_when_room(w, record);
-        }
     }
 
     /// [`HostCtx::push`] of an inline message to one client, through the ring's
     /// shortcut for it (the record is only built if the ring is full).
     #[inline]
     fn push_to_one(&mut self, w: usize, kind: MessageKind, id: ClientId, data: &[u8]) {
-        if matches!(self.written, Written::Draft { worker, .. } if worker == w) {
-            self.evict_draft();
-        }
-        self.dirty[w] = true;
+        self.before_push(w);
         if self.outbound[w].try_push_to_one(kind, id, data).is_err() {
             let to = Targets::list(IdList::Ids(std::slice::from_ref(&id.0)));
             let payload = Payload::Inline(data);

@@ -165,23 +165,22 @@ impl AppEvents for ToApp<'_> {
     fn message(&mut self, kind: MessageKind, message: Message<'_>) -> Delivery {
         let inbox = &mut self.inboxes[self.app.index()];
         let (client, endpoint) = (self.client, self.endpoint);
-        let len = message.bytes().len() as u64;
-        let large = |payload| Inbound::Message {
-            client,
-            endpoint,
-            kind,
-            payload: Payload::Large(payload),
-        };
-        let delivered = match message {
-            Message::Borrowed(b) if b.len() <= inbox.inline_max => {
-                inbox.push_message(client, endpoint, kind, b)
-            }
-            Message::Assembled(v) if v.len() <= inbox.inline_max => {
-                inbox.push_message(client, endpoint, kind, v)
-            }
-            Message::Borrowed(b) => inbox.push(large(LargeMessage::owned(b.to_vec()))),
-            // A large message hands its buffer over instead of being copied.
-            Message::Assembled(v) => inbox.push(large(LargeMessage::owned(std::mem::take(v)))),
+        let bytes = message.bytes();
+        let len = bytes.len() as u64;
+        let delivered = if bytes.len() <= inbox.inline_max {
+            inbox.push_message(client, endpoint, kind, bytes)
+        } else {
+            let large = match message {
+                Message::Borrowed(b) => LargeMessage::owned(b.to_vec()),
+                // A large message hands its buffer over instead of being copied.
+                Message::Assembled(v) => LargeMessage::owned(std::mem::take(v)),
+            };
+            inbox.push(Inbound::Message {
+                client,
+                endpoint,
+                kind,
+                payload: Payload::Large(large),
+            })
         };
         inbox.traffic.messages_in.add(1);
         inbox.traffic.bytes_in.add(len);
