@@ -32,6 +32,18 @@ fn tls_client(
     rustls::StreamOwned::new(tls_session(cert, alpn), s.raw())
 }
 
+/// A new `wss://` client of `/echo`, once `text` has come back to it.
+fn echoed_client(
+    s: &Server,
+    cert: &TestCert,
+    text: &str,
+) -> tungstenite::WebSocket<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    let (mut ws, _) = upgrade_echo(s, tls_client(s, cert, &[])).unwrap();
+    ws.send(Message::text(text)).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text(text));
+    ws
+}
+
 /// The WebSocket upgrade to `wss://localhost:PORT/echo` over `stream` (the error as
 /// text).
 fn upgrade_echo<S: std::io::Read + Write>(
@@ -76,14 +88,8 @@ fn wss_echo_over_rustls() {
 fn an_idle_wss_connection_costs_under_5_kib() {
     let dir = TempDir::new();
     let (s, cert) = tls_server(&dir);
-    let open = |text: &str| {
-        let stream = tls_client(&s, &cert, &[]);
-        let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
-        // One message each way, so that every buffer has been used once.
-        ws.send(Message::text(text)).unwrap();
-        assert_eq!(ws.read().unwrap(), Message::text(text));
-        ws
-    };
+    // One message each way, so that every buffer has been used once.
+    let open = |text: &str| echoed_client(&s, &cert, text);
     let first = open("first");
     let before = s.rss();
     const N: u64 = 600;
@@ -137,16 +143,8 @@ fn tls_records_that_arrive_in_pieces_are_put_together() {
 #[test]
 fn a_deaf_wss_client_is_closed_at_the_outbound_cap_not_buffered() {
     let dir = TempDir::new();
-    let cert = make_cert(&dir, "server");
-    let mut echo = app("echo", "echo", "/echo");
-    echo["endpoints"][0]["url"] = json!("wss://localhost:{port}/echo");
-    let certs =
-        json!([{"hostnames": ["localhost"], "privkey_path": cert.key, "pubchain_path": cert.cert}]);
-    let s = Server::start_on(
-        false,
-        json!([echo]),
-        json!({"certs": certs, "max_ws_msg_size": 1000, "max_outbound_buf_size": 20000}),
-    );
+    let settings = json!({"max_ws_msg_size": 1000, "max_outbound_buf_size": 20000});
+    let (s, cert) = tls_server_with(&dir, settings);
     let stream = tls_client(&s, &cert, &[]);
     let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
     ws.get_ref()
@@ -187,10 +185,7 @@ fn an_oversized_handshake_message_is_refused_not_buffered() {
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     assert!(reads_eof(&mut stream), "the server drops the connection");
-    let stream = tls_client(&s, &cert, &[]);
-    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
-    ws.send(Message::text("still here")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("still here"));
+    echoed_client(&s, &cert, "still here");
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }
 
@@ -238,10 +233,7 @@ fn tls_garbage_never_takes_the_server_down() {
         after_handshake, 50,
         "every third round got through its handshake"
     );
-    let stream = tls_client(&s, &cert, &[]);
-    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
-    ws.send(Message::text("still serving")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("still serving"));
+    echoed_client(&s, &cert, "still serving");
     assert!(!s.log().contains("panicked"), "{}", s.log());
 }
 
@@ -253,10 +245,7 @@ fn tls_handshakes_do_not_block_other_connections() {
     let _stalled = s.raw();
     let mut half = s.raw();
     half.write_all(&[0x16, 0x03, 0x01]).unwrap(); // the start of a ClientHello, then nothing
-    let stream = tls_client(&s, &cert, &[]);
-    let (mut ws, _) = upgrade_echo(&s, stream).unwrap();
-    ws.send(Message::text("not blocked")).unwrap();
-    assert_eq!(ws.read().unwrap(), Message::text("not blocked"));
+    echoed_client(&s, &cert, "not blocked");
 }
 
 #[test]

@@ -582,13 +582,15 @@ pub fn make_cert(dir: &TempDir, name: &str) -> TestCert {
 
 /// A server with `/echo` on a `wss://` port, with a certificate made in `dir`.
 pub fn tls_server(dir: &TempDir) -> (Server, TestCert) {
+    tls_server_with(dir, json!({}))
+}
+
+/// [`tls_server`] with more top-level settings (`extra`, a JSON object).
+pub fn tls_server_with(dir: &TempDir, mut extra: Value) -> (Server, TestCert) {
     let cert = make_cert(dir, "server");
     let mut echo = app("echo", "echo", "/echo");
     echo["endpoints"][0]["url"] = json!("wss://localhost:{port}/echo");
-    let certs =
+    extra["certs"] =
         json!([{"hostnames": ["localhost"], "privkey_path": cert.key, "pubchain_path": cert.cert}]);
-    (
-        Server::start_on(false, json!([echo]), json!({"certs": certs})),
-        cert,
-    )
+    (Server::start_on(false, json!([echo]), extra), cert)
 }
