@@ -100,6 +100,9 @@ impl Receiver {
         if self.frame.is_some() {
             return self.data_payload(buf, 0);
         }
+        if let Some(whole) = self.whole_small_message(buf) {
+            return whole.decode(buf);
+        }
         if self.closed {
             return if buf.is_empty() {
                 Ok(Step {
@@ -124,6 +127,33 @@ impl Receiver {
         }
         self.start_data_frame(header, mask)?;
         self.data_payload(buf, header_len)
+    }
+
+    /// Recognizes the usual frame in one look: a whole message in one masked frame of at
+    /// most 125 bytes, all of it in `buf`, outside any other message. Anything else —
+    /// fragments, control frames, longer headers, rule breaks — is left to the general
+    /// path, which reports the same events and errors for it.
+    #[inline(always)]
+    fn whole_small_message(&self, buf: &[u8]) -> Option<WholeSmallMessage> {
+        let &[first, second, m0, m1, m2, m3, ..] = buf else {
+            return None;
+        };
+        // FIN set, no reserved bits, text or binary; the mask bit set, a 7-bit length.
+        let kind = match first {
+            0x81 => MessageKind::Text,
+            0x82 => MessageKind::Binary,
+            _ => return None,
+        };
+        let len = usize::from(second ^ 0x80);
+        let fits = len <= 125 && len as u64 <= self.max_message_size;
+        if !fits || buf.len() < 6 + len || self.message.is_some() || self.closed {
+            return None;
+        }
+        Some(WholeSmallMessage {
+            kind,
+            len,
+            mask: [m0, m1, m2, m3],
+        })
     }
 
     fn control_frame<'a>(
@@ -249,6 +279,36 @@ impl Receiver {
     }
 }
 
+/// A frame [`Receiver::whole_small_message`] recognized, still masked in the buffer.
+struct WholeSmallMessage {
+    kind: MessageKind,
+    /// The payload's length; the payload follows the 6-byte header.
+    len: usize,
+    mask: [u8; 4],
+}
+
+impl WholeSmallMessage {
+    /// Unmasks the payload in place, checks a text message's UTF-8 and reports it.
+    #[inline(always)]
+    fn decode(self, buf: &mut [u8]) -> Result<Step<'_>, ProtocolError> {
+        let end = 6 + self.len;
+        let chunk = &mut buf[6..end];
+        apply_mask(chunk, self.mask, 0);
+        if self.kind == MessageKind::Text && simdutf8::basic::from_utf8(chunk).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        Ok(Step {
+            consumed: end,
+            event: Some(Event::Data {
+                kind: self.kind,
+                chunk,
+                first: true,
+                last: true,
+            }),
+        })
+    }
+}
+
 /// Parses and validates a client's close payload: `None` for an empty payload, otherwise
 /// the code and the UTF-8 reason.
 ///
@@ -296,7 +356,7 @@ mod tests {
         );
     }
 
-    fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn masked_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         crate::frame::encode_client_frame(fin, opcode, payload, [0x37, 0xfa, 0x21, 0x3d], &mut out);
         out
@@ -304,7 +364,7 @@ mod tests {
 
     /// What a caller sees: messages (kind, bytes) and control events, in order.
     #[derive(Debug, PartialEq)]
-    enum Seen {
+    pub(super) enum Seen {
         Message(MessageKind, Vec<u8>),
         Ping(Vec<u8>),
         Pong,
@@ -314,7 +374,7 @@ mod tests {
 
     /// Feeds `wire` in pieces of `piece` bytes the way a worker does: the unconsumed
     /// rest is carried over in front of the next read.
-    fn run(wire: &[u8], piece: usize, max: u64) -> Vec<Seen> {
+    pub(super) fn run(wire: &[u8], piece: usize, max: u64) -> Vec<Seen> {
         let mut rx = Receiver::new(max);
         let mut seen = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
@@ -512,6 +572,38 @@ mod fuzz {
                 pending.drain(..off);
             }
             prop_assert!(delivered <= data.len());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        /// Sequences of well-formed and rule-breaking frames decode to the same messages,
+        /// control events and errors whether each frame arrives whole (the one-look path
+        /// for small messages) or a byte at a time (the general path).
+        #[test]
+        fn whole_frames_decode_as_pieces_do(
+            frames in proptest::collection::vec(
+                (any::<bool>(), prop_oneof![Just(0u8), Just(1), Just(2), Just(8), Just(9), Just(10)],
+                 prop_oneof![
+                     // Empty, and a valid close payload (code 1000), so that frames
+                     // after a close are tried as well.
+                     Just(Vec::new()),
+                     Just(vec![3, 0xe8]),
+                     proptest::collection::vec(prop_oneof![Just(b'a'), Just(0xce), Just(0xba), Just(0xff), any::<u8>()], 0..130),
+                 ]),
+                1..8),
+            max in 0u64..200,
+        ) {
+            let mut wire = Vec::new();
+            for (fin, opcode, payload) in &frames {
+                // Mostly final frames: whole messages are what the one-look path sees.
+                let fin = *fin || payload.len() % 3 != 0;
+                wire.extend(super::tests::masked_frame(fin, *opcode, payload));
+            }
+            let whole = super::tests::run(&wire, wire.len(), max);
+            prop_assert_eq!(&super::tests::run(&wire, 1, max), &whole);
+            prop_assert_eq!(&super::tests::run(&wire, 7, max), &whole);
         }
     }
 }
