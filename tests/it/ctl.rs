@@ -331,6 +331,41 @@ fn as_nobody(s: &Server, groups: &str, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// A daemon that refuses a client answers and closes at once, often before the client
+/// has written its request, so the client's write fails with a broken pipe: the answer
+/// is still there, and the client must report it (exit 4), not "cannot send" (exit 3).
+/// The stand-in daemon here refuses every connection without reading it; before the
+/// fix, about four runs in five ended with exit 3.
+#[test]
+fn a_refusal_that_beats_the_request_is_still_reported() {
+    use std::io::Write;
+    use std::os::unix::net::UnixListener;
+    let dir = TempDir::new();
+    let socket = dir.0.join("refusing.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let refusal = json!({"reply": "failed", "kind": "permission_denied",
+                         "error": "permission denied: uid 65534 is not root and not in the control group"});
+    let runs = 50;
+    let daemon = std::thread::spawn(move || {
+        for _ in 0..runs {
+            let (mut client, _) = listener.accept().unwrap();
+            writeln!(client, "{refusal}").unwrap();
+        }
+    });
+    for run in 0..runs {
+        let out = Command::new(target_dir().join("ringsocketctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("status")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "run {run}: {err}");
+        assert!(err.contains("not in the control group"), "run {run}: {err}");
+    }
+    daemon.join().unwrap();
+}
+
 /// As root (the daemon drops to `ringsock`): the socket is 0660 `ringsock:ringsock`;
 /// `nobody` is refused by the file's mode and, were the mode wider, by the daemon's
 /// `SO_PEERCRED` check; a member of the group is let in.

@@ -201,10 +201,9 @@ fn run(socket: &PathBuf, request: &Request, json: bool) -> u8 {
         }
     };
     let line = serde_json::to_string(request).expect("requests serialize");
-    if let Err(e) = writeln!(stream, "{line}") {
-        eprintln!("ringsocketctl: cannot send the request: {e}");
-        return EXIT_UNREACHABLE;
-    }
+    // A daemon that refuses this client answers and closes at once, possibly before the
+    // request is written: the write then fails, and the answer is still there to read.
+    let unsent = writeln!(stream, "{line}").err();
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
         let reply: ReplyLine = match serde_json::from_str(&line) {
@@ -252,6 +251,10 @@ fn run(socket: &PathBuf, request: &Request, json: bool) -> u8 {
                 };
             }
         }
+    }
+    if let Some(e) = unsent {
+        eprintln!("ringsocketctl: cannot send the request: {e}");
+        return EXIT_UNREACHABLE;
     }
     eprintln!("ringsocketctl: the daemon closed the connection without an answer");
     EXIT_PROTOCOL
