@@ -214,6 +214,7 @@ fn would_block(e: &std::io::Error) -> bool {
 impl Worker {
     fn run(&mut self, poll_events: usize) {
         let mut events = Events::with_capacity(poll_events);
+        let mut polled_last_round = true;
         loop {
             self.set_now();
             self.drain_outbound();
@@ -230,6 +231,17 @@ impl Worker {
                 return;
             }
             self.notify_apps(false);
+            // What the apps answered meanwhile (often at once: on a shared core the woken
+            // app thread runs before this line) goes out in one more round before the
+            // sockets are polled; a poll that could only return at once would cost a
+            // syscall per message with one message in flight. Every other round still
+            // polls, so sockets are never starved.
+            let answered = self.outboxes.iter_mut().any(|o| !o.is_empty());
+            if answered && polled_last_round {
+                polled_last_round = false;
+                continue;
+            }
+            polled_last_round = true;
             let timeout = self.next_timeout();
             self.link.sleep.announce();
             let timeout = if self.outboxes.iter_mut().any(|o| !o.is_empty()) {
