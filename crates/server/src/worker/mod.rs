@@ -236,15 +236,16 @@ impl Worker {
             // sockets are polled; a poll that could only return at once would cost a
             // syscall per message with one message in flight. Every other round still
             // polls, so sockets are never starved.
-            let answered = self.outboxes.iter_mut().any(|o| !o.is_empty());
-            if answered && polled_last_round {
+            if self.apps_answered() && polled_last_round {
                 polled_last_round = false;
                 continue;
             }
             polled_last_round = true;
             let timeout = self.next_timeout();
             self.link.sleep.announce();
-            let timeout = if self.outboxes.iter_mut().any(|o| !o.is_empty()) {
+            // Checked again after the announcement: an app that pushed before it saw
+            // the announcement did not wake this worker.
+            let timeout = if self.apps_answered() {
                 Some(Duration::ZERO)
             } else {
                 timeout
@@ -815,6 +816,11 @@ impl Worker {
             return self.to_read.push(key);
         }
         self.settle(key);
+    }
+
+    /// Whether an app has queued records for this worker that it has not handled yet.
+    fn apps_answered(&mut self) -> bool {
+        self.outboxes.iter_mut().any(|o| !o.is_empty())
     }
 
     /// Handles every record the apps have queued for this worker.
